@@ -1,0 +1,209 @@
+"""Load, validate and save EdgeML-layout checkpoints (a ``.npz`` file or a directory of ``.npy``).
+
+Every problem raises :class:`CheckpointError` with one line naming the key, the shape found and
+the shape expected. Optional metadata keys (0-d string arrays) choose non-default
+nonlinearities: ``gate_nonlinearity`` and ``update_nonlinearity``, each one of
+sigmoid, tanh, quantSigm, quantTanh.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from .errors import CheckpointError
+from .model import NONLINEARITIES, FloatModel, Matrix
+
+GRNN_KEYS = {"Bg", "Bh", "zeta", "nu"}
+RNN_KEYS = {"B", "alpha", "beta"}
+MATRIX_KEYS = {"W", "W1", "W2", "U", "U1", "U2"}
+COMMON_KEYS = {"FC", "FCbias", "mean", "std"}
+META_KEYS = {"gate_nonlinearity", "update_nonlinearity"}
+KNOWN_KEYS = GRNN_KEYS | RNN_KEYS | MATRIX_KEYS | COMMON_KEYS | META_KEYS
+
+
+def load_checkpoint(path: str | os.PathLike) -> FloatModel:
+    """Read and validate a checkpoint; returns the float model IR."""
+    arrays = _read_arrays(Path(path))
+    model = model_from_arrays(arrays, source=str(path))
+    return dataclasses.replace(model, sha256=model.content_hash())
+
+
+def save_checkpoint(model: FloatModel, path: str | os.PathLike) -> None:
+    """Write ``model`` as an EdgeML-layout ``.npz`` (float32 arrays), atomically."""
+    path = Path(path)
+    arrays = {k: np.asarray(v, dtype=np.float32) for k, v in model.arrays().items()}
+    if model.gate_nl != "sigmoid":
+        arrays["gate_nonlinearity"] = np.array(model.gate_nl)
+    if model.update_nl != "tanh":
+        arrays["update_nonlinearity"] = np.array(model.update_nl)
+    fd, tmp = tempfile.mkstemp(suffix=".npz", dir=path.parent or ".")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _read_arrays(path: Path) -> dict[str, np.ndarray]:
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such file or directory")
+    if path.is_dir():
+        files = sorted(path.glob("*.npy"))
+        if not files:
+            raise CheckpointError(f"{path}: directory holds no .npy files")
+        out = {}
+        for f in files:
+            try:
+                out[f.stem] = np.load(f, allow_pickle=False)
+            except (ValueError, OSError, EOFError) as exc:
+                raise CheckpointError(f"{f}: not a readable .npy array ({exc})") from None
+        return out
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(f"{path}: not a .npz checkpoint (not a zip archive)")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return {k: npz[k] for k in npz.files}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+        raise CheckpointError(f"{path}: unreadable .npz ({exc})") from None
+
+
+def _shape(a: np.ndarray) -> str:
+    return "[" + ",".join(str(s) for s in a.shape) + "]"
+
+
+def model_from_arrays(arrays: dict[str, np.ndarray], source: str = "checkpoint") -> FloatModel:
+    """Validate raw named arrays and build the float model IR."""
+    keys = set(arrays)
+    unknown = sorted(keys - KNOWN_KEYS)
+    if unknown:
+        raise CheckpointError(
+            f"{source}: unknown key {unknown[0]!r} (known: {', '.join(sorted(KNOWN_KEYS))})"
+        )
+    meta = {k: _metadata(arrays[k], k, source) for k in META_KEYS & keys}
+    values = {k: _numeric(arrays[k], k, source) for k in keys - META_KEYS}
+
+    if keys & GRNN_KEYS and keys & RNN_KEYS:
+        raise CheckpointError(
+            f"{source}: mixes FastGRNN keys ({', '.join(sorted(keys & GRNN_KEYS))}) "
+            f"with FastRNN keys ({', '.join(sorted(keys & RNN_KEYS))})"
+        )
+    cell = "FastRNN" if keys & RNN_KEYS else "FastGRNN"
+    needed = (RNN_KEYS if cell == "FastRNN" else GRNN_KEYS) | {"FC", "FCbias"}
+    missing = sorted(needed - keys)
+    if missing:
+        raise CheckpointError(f"{source}: missing key {missing[0]!r} for a {cell} checkpoint")
+
+    W = _matrix(values, "W", source, in_dim=None)
+    D, H = W.in_dim, W.out_dim
+    U = _matrix(values, "U", source, in_dim=H)
+    if U.out_dim != H:
+        key = "U2" if U.is_low_rank else "U"
+        raise CheckpointError(
+            f"{source}: {key} has shape {_shape(U.factors[-1])}, expected [{U.factors[-1].shape[0]},{H}]"
+        )
+
+    def vector(key: str, n: int) -> np.ndarray:
+        a = values[key]
+        if a.shape not in ((n,), (1, n)):
+            raise CheckpointError(f"{source}: {key} has shape {_shape(a)}, expected [{n}] or [1,{n}]")
+        return a.reshape(n)
+
+    def scalar(key: str) -> float:
+        a = values[key]
+        if a.size != 1 or a.ndim > 2:
+            raise CheckpointError(f"{source}: {key} has shape {_shape(a)}, expected a scalar or [1,1]")
+        return float(a.reshape(()))
+
+    fc = values["FC"]
+    if fc.ndim != 2 or fc.shape[0] != H:
+        raise CheckpointError(f"{source}: FC has shape {_shape(fc)}, expected [{H},C]")
+    C = fc.shape[1]
+    fields: dict = dict(cell=cell, W=W, U=U, FC=fc, FCbias=vector("FCbias", C))
+    if cell == "FastGRNN":
+        fields.update(bias_gate=vector("Bg", H), bias_update=vector("Bh", H),
+                      zeta=scalar("zeta"), nu=scalar("nu"))
+    else:
+        fields.update(bias_update=vector("B", H), alpha=scalar("alpha"), beta=scalar("beta"))
+
+    if ("mean" in keys) != ("std" in keys):
+        present, absent = ("mean", "std") if "mean" in keys else ("std", "mean")
+        raise CheckpointError(f"{source}: {present} given without {absent}")
+    if "mean" in keys:
+        mean, std = values["mean"].reshape(-1), values["std"].reshape(-1)
+        if mean.size % D or mean.size == 0:
+            raise CheckpointError(
+                f"{source}: mean has shape {_shape(values['mean'])}, expected [{D}] or [T*{D}]"
+            )
+        if std.shape != mean.shape:
+            raise CheckpointError(
+                f"{source}: std has shape {_shape(values['std'])}, expected [{mean.size}] like mean"
+            )
+        if np.any(std <= 0):
+            raise CheckpointError(f"{source}: std has a non-positive entry (it divides the input)")
+        fields.update(mean=mean, std=std)
+    for key in ("gate_nonlinearity", "update_nonlinearity"):
+        if key in meta:
+            fields["gate_nl" if key.startswith("gate") else "update_nl"] = meta[key]
+    if cell == "FastRNN" and "gate_nonlinearity" in meta:
+        raise CheckpointError(f"{source}: gate_nonlinearity given for a FastRNN (it has no gate)")
+    return FloatModel(**fields)
+
+
+def _metadata(a: np.ndarray, key: str, source: str) -> str:
+    if a.dtype.kind not in "US" or a.ndim != 0:
+        raise CheckpointError(f"{source}: {key} must be a 0-d string array, got dtype {a.dtype} {_shape(a)}")
+    value = str(a)
+    if value not in NONLINEARITIES:
+        raise CheckpointError(f"{source}: {key} is {value!r}, expected one of {', '.join(NONLINEARITIES)}")
+    return value
+
+
+def _numeric(a: np.ndarray, key: str, source: str) -> np.ndarray:
+    if a.dtype.kind not in "fiu":
+        raise CheckpointError(f"{source}: {key} has dtype {a.dtype}, expected a float array")
+    if a.size == 0:
+        raise CheckpointError(f"{source}: {key} is empty (shape {_shape(a)})")
+    out = a.astype(np.float64)
+    if not np.all(np.isfinite(out)):
+        raise CheckpointError(f"{source}: {key} contains NaN or Inf")
+    return out
+
+
+def _matrix(values: dict[str, np.ndarray], name: str, source: str, in_dim: int | None) -> Matrix:
+    full, first, second = name, name + "1", name + "2"
+    has_full, has_lr = full in values, (first in values or second in values)
+    if has_full and has_lr:
+        raise CheckpointError(f"{source}: both {full} and {first}/{second} given; use one form")
+    if not has_full and not has_lr:
+        raise CheckpointError(f"{source}: missing key {full!r} (or {first!r} and {second!r})")
+    if has_lr and not (first in values and second in values):
+        raise CheckpointError(
+            f"{source}: missing key {second if first in values else first!r}: "
+            f"a low-rank {name} needs both {first} and {second}"
+        )
+    factors = (values[full],) if has_full else (values[first], values[second])
+    for key, f in zip((full,) if has_full else (first, second), factors, strict=True):
+        if f.ndim != 2:
+            raise CheckpointError(f"{source}: {key} has shape {_shape(f)}, expected a 2-D [in,out] matrix")
+    lead_key = full if has_full else first
+    if in_dim is not None and factors[0].shape[0] != in_dim:
+        hint = ""
+        if factors[-1].shape[-1] == in_dim:
+            hint = " (it looks transposed: EdgeML stores [in,out])"
+        raise CheckpointError(
+            f"{source}: {lead_key} has shape {_shape(factors[0])}, expected [{in_dim},…]{hint}"
+        )
+    if has_lr and factors[0].shape[1] != factors[1].shape[0]:
+        raise CheckpointError(
+            f"{source}: {second} has shape {_shape(factors[1])}, expected "
+            f"[{factors[0].shape[1]},…] to follow {first} {_shape(factors[0])}"
+        )
+    return Matrix(tuple(np.ascontiguousarray(f) for f in factors))

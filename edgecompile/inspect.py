@@ -1,0 +1,68 @@
+"""`inspect`: what a checkpoint holds and what it costs per time step."""
+
+from __future__ import annotations
+
+from .model import FloatModel
+
+
+def inspect_report(model: FloatModel) -> dict:
+    """A JSON-ready summary: cell, dims, ranks, non-zeros, parameters, bytes, MACs per step."""
+    matrices = {}
+    for name, m in (("W", model.W), ("U", model.U)):
+        matrices[name] = {
+            "shape": [m.in_dim, m.out_dim],
+            "rank": m.rank,
+            "factors": [list(f.shape) for f in m.factors],
+            "params": m.params(),
+            "nonzeros": m.nonzeros(),
+            "sparsity": round(1.0 - m.nonzeros() / m.params(), 4),
+        }
+    matrices["FC"] = {
+        "shape": list(model.FC.shape), "rank": None, "factors": [list(model.FC.shape)],
+        "params": int(model.FC.size), "nonzeros": int((model.FC != 0).sum()),
+        "sparsity": round(1.0 - float((model.FC != 0).sum()) / model.FC.size, 4),
+    }
+    weights = sum(m["params"] for m in matrices.values())
+    vectors = model.hidden_dim * (2 if model.cell == "FastGRNN" else 1) + model.num_classes + 2
+    params = weights + vectors
+    return {
+        "cell": model.cell,
+        "input_dim": model.input_dim,
+        "hidden_dim": model.hidden_dim,
+        "num_classes": model.num_classes,
+        "seq_len": model.seq_len,
+        "gate_nonlinearity": model.gate_nl if model.cell == "FastGRNN" else None,
+        "update_nonlinearity": model.update_nl,
+        "normalisation": None if model.mean is None else ("per-step T*D" if model.seq_len else "per-feature D"),
+        "matrices": matrices,
+        "params": params,
+        "bytes": {"float32": 4 * params, "int16": 2 * params, "int8": weights + 2 * vectors},
+        "macs_per_step": model.macs_per_step(),
+        "macs_classifier": int(model.FC.size),
+        "model_sha256": model.sha256,
+    }
+
+
+def render_report(report: dict) -> str:
+    lines = [
+        f"{report['cell']}  D={report['input_dim']}  H={report['hidden_dim']}  C={report['num_classes']}"
+        + (f"  T={report['seq_len']}" if report["seq_len"] else ""),
+        f"nonlinearities: gate={report['gate_nonlinearity'] or '-'}  update={report['update_nonlinearity']}"
+        f"  normalisation: {report['normalisation'] or 'none'}",
+        "",
+        f"{'matrix':<8}{'shape':<12}{'rank':<6}{'params':>8}{'nonzeros':>10}{'sparsity':>10}",
+    ]
+    for name, m in report["matrices"].items():
+        shape = "x".join(str(s) for s in m["shape"])
+        lines.append(
+            f"{name:<8}{shape:<12}{str(m['rank'] or 'full'):<6}{m['params']:>8}{m['nonzeros']:>10}"
+            f"{m['sparsity']:>10.0%}"
+        )
+    b = report["bytes"]
+    lines += [
+        "",
+        f"parameters: {report['params']}   bytes: float32 {b['float32']}, int16 {b['int16']}, int8 {b['int8']}",
+        f"MACs per step: {report['macs_per_step']}   classifier MACs: {report['macs_classifier']}",
+        f"model sha256: {report['model_sha256']}",
+    ]
+    return "\n".join(lines)

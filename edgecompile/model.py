@@ -1,0 +1,150 @@
+"""The float model IR: what a validated checkpoint is, and what every later stage consumes.
+
+Matrices follow EdgeML's row-vector convention: ``x @ W`` with ``W`` stored ``[in, out]``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+Cell = Literal["FastGRNN", "FastRNN"]
+Nonlinearity = Literal["sigmoid", "tanh", "quantSigm", "quantTanh"]
+NONLINEARITIES: tuple[str, ...] = ("sigmoid", "tanh", "quantSigm", "quantTanh")
+
+
+@dataclass(frozen=True)
+class Matrix:
+    """An ``[in, out]`` matrix, stored full (one factor) or low rank (``M1 @ M2``)."""
+
+    factors: tuple[np.ndarray, ...]
+
+    @property
+    def in_dim(self) -> int:
+        return int(self.factors[0].shape[0])
+
+    @property
+    def out_dim(self) -> int:
+        return int(self.factors[-1].shape[1])
+
+    @property
+    def rank(self) -> int | None:
+        """The inner dimension of a low-rank matrix, ``None`` for a full one."""
+        return int(self.factors[0].shape[1]) if len(self.factors) == 2 else None
+
+    @property
+    def is_low_rank(self) -> bool:
+        return len(self.factors) == 2
+
+    def dense(self) -> np.ndarray:
+        """The full ``[in, out]`` matrix (the product of the factors)."""
+        if len(self.factors) == 1:
+            return self.factors[0]
+        return self.factors[0] @ self.factors[1]
+
+    def nonzeros(self) -> int:
+        return int(sum(np.count_nonzero(f) for f in self.factors))
+
+    def params(self) -> int:
+        return int(sum(f.size for f in self.factors))
+
+
+@dataclass(frozen=True)
+class FloatModel:
+    """A validated FastGRNN or FastRNN classifier, all arrays float64.
+
+    FastGRNN uses ``bias_gate`` (Bg), ``bias_update`` (Bh), ``zeta`` and ``nu``; FastRNN uses
+    ``bias_update`` (B), ``alpha`` and ``beta``. Residual scalars are raw (before sigmoid),
+    as EdgeML saves them. ``mean``/``std`` have length D, or T*D (then ``seq_len`` is T).
+    """
+
+    cell: Cell
+    W: Matrix
+    U: Matrix
+    bias_update: np.ndarray
+    FC: np.ndarray
+    FCbias: np.ndarray
+    bias_gate: np.ndarray | None = None
+    zeta: float | None = None
+    nu: float | None = None
+    alpha: float | None = None
+    beta: float | None = None
+    mean: np.ndarray | None = None
+    std: np.ndarray | None = None
+    gate_nl: Nonlinearity = "sigmoid"
+    update_nl: Nonlinearity = "tanh"
+    sha256: str = field(default="", compare=False)
+
+    @property
+    def input_dim(self) -> int:
+        return self.W.in_dim
+
+    @property
+    def hidden_dim(self) -> int:
+        return self.W.out_dim
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.FC.shape[1])
+
+    @property
+    def seq_len(self) -> int | None:
+        """T when the normalisation is per time-step offset (EdgeML's T*D layout), else None."""
+        if self.mean is not None and self.mean.size != self.input_dim:
+            return self.mean.size // self.input_dim
+        return None
+
+    def normalisation(self, steps: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per-step ``(mean, std)`` arrays of shape ``[steps, D]`` (identity when absent)."""
+        d = self.input_dim
+        mean = np.zeros(d) if self.mean is None else self.mean
+        std = np.ones(d) if self.std is None else self.std
+        if mean.size == d:
+            return np.broadcast_to(mean, (steps, d)), np.broadcast_to(std, (steps, d))
+        return mean.reshape(steps, d), std.reshape(steps, d)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The checkpoint arrays under their EdgeML names (what ``save_checkpoint`` writes)."""
+        out: dict[str, np.ndarray] = {}
+        for name, matrix in (("W", self.W), ("U", self.U)):
+            if matrix.is_low_rank:
+                out[name + "1"], out[name + "2"] = matrix.factors
+            else:
+                out[name] = matrix.factors[0]
+        if self.cell == "FastGRNN":
+            out["Bg"] = self.bias_gate
+            out["Bh"] = self.bias_update
+            out["zeta"] = np.asarray(self.zeta)
+            out["nu"] = np.asarray(self.nu)
+        else:
+            out["B"] = self.bias_update
+            out["alpha"] = np.asarray(self.alpha)
+            out["beta"] = np.asarray(self.beta)
+        out["FC"] = self.FC
+        out["FCbias"] = self.FCbias
+        if self.mean is not None:
+            out["mean"] = self.mean
+            out["std"] = self.std
+        return out
+
+    def content_hash(self) -> str:
+        """sha256 over the canonical content: names, shapes, float32 values, nonlinearities.
+
+        The same model from a ``.npz`` or a directory of ``.npy`` files hashes the same.
+        """
+        digest = hashlib.sha256()
+        digest.update(f"{self.cell};{self.gate_nl};{self.update_nl}".encode())
+        for name, value in sorted(self.arrays().items()):
+            arr = np.ascontiguousarray(np.asarray(value, dtype="<f4"))
+            digest.update(f";{name}{arr.shape}".encode())
+            digest.update(arr.tobytes())
+        return digest.hexdigest()
+
+    def macs_per_step(self) -> int:
+        """Multiply-accumulates of one time step as the checkpoint stores the matrices."""
+        return sum(
+            sum(int(f.shape[0] * f.shape[1]) for f in m.factors) for m in (self.W, self.U)
+        )

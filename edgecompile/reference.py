@@ -1,0 +1,55 @@
+"""Float reference forward: batched NumPy, float64 inside, exactly EdgeML's equations."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .model import FloatModel
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+NONLINEAR_FUNCTIONS = {
+    "sigmoid": sigmoid,
+    "tanh": np.tanh,
+    "quantSigm": lambda x: np.clip((x + 1.0) / 2.0, 0.0, 1.0),
+    "quantTanh": lambda x: np.clip(x, -1.0, 1.0),
+}
+
+
+def normalise(model: FloatModel, X: np.ndarray) -> np.ndarray:
+    """``(x - mean) / std`` per time step (mean/std of length D, or T*D), float64."""
+    X = np.asarray(X, dtype=np.float64)
+    mean, std = model.normalisation(X.shape[1])
+    return (X - mean) / std
+
+
+def forward(
+    model: FloatModel, X: np.ndarray, return_states: bool = False
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """Logits ``[N, C]`` for raw inputs ``X [N, T, D]``; with ``return_states`` also ``[N, T, H]``."""
+    Xn = normalise(model, X)
+    n, steps, _ = Xn.shape
+    W, U = model.W.dense(), model.U.dense()
+    update_nl = NONLINEAR_FUNCTIONS[model.update_nl]
+    h = np.zeros((n, model.hidden_dim))
+    states = np.empty((n, steps, model.hidden_dim)) if return_states else None
+    if model.cell == "FastGRNN":
+        gate_nl = NONLINEAR_FUNCTIONS[model.gate_nl]
+        zeta, nu = sigmoid(np.float64(model.zeta)), sigmoid(np.float64(model.nu))
+    else:
+        alpha, beta = sigmoid(np.float64(model.alpha)), sigmoid(np.float64(model.beta))
+    for t in range(steps):
+        pre = Xn[:, t, :] @ W + h @ U
+        if model.cell == "FastGRNN":
+            z = gate_nl(pre + model.bias_gate)
+            c = update_nl(pre + model.bias_update)
+            h = z * h + (zeta * (1.0 - z) + nu) * c
+        else:
+            h = beta * h + alpha * update_nl(pre + model.bias_update)
+        if states is not None:
+            states[:, t, :] = h
+    logits = h @ model.FC + model.FCbias
+    return (logits, states) if return_states else logits
