@@ -59,20 +59,34 @@ def _read_arrays(path: Path) -> dict[str, np.ndarray]:
         files = sorted(path.glob("*.npy"))
         if not files:
             raise CheckpointError(f"{path}: directory holds no .npy files")
-        out = {}
-        for f in files:
-            try:
-                out[f.stem] = np.load(f, allow_pickle=False)
-            except (ValueError, OSError, EOFError) as exc:
-                raise CheckpointError(f"{f}: not a readable .npy array ({exc})") from None
-        return out
-    if not zipfile.is_zipfile(path):
-        raise CheckpointError(f"{path}: not a .npz checkpoint (not a zip archive)")
+        return {f.stem: _read_npy(f) for f in files}
+    try:
+        with open(path, "rb") as fh:
+            is_zip = zipfile.is_zipfile(fh)
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if not is_zip:
+        raise CheckpointError(f"{path}: not a .npz checkpoint (not a zip archive, or truncated)")
     try:
         with np.load(path, allow_pickle=False) as npz:
             return {k: npz[k] for k in npz.files}
     except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
-        raise CheckpointError(f"{path}: unreadable .npz ({exc})") from None
+        raise CheckpointError(f"{path}: unreadable .npz ({_one_line(exc)})") from None
+
+
+def _read_npy(f: Path) -> np.ndarray:
+    try:
+        a = np.load(f, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise CheckpointError(f"{f}: not a readable .npy array ({_one_line(exc)})") from None
+    if not isinstance(a, np.ndarray):  # a .npz archive under a .npy name
+        a.close()
+        raise CheckpointError(f"{f}: not a .npy array (it is a .npz archive)")
+    return a
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _shape(a: np.ndarray) -> str:
@@ -158,9 +172,13 @@ def model_from_arrays(arrays: dict[str, np.ndarray], source: str = "checkpoint")
 
 
 def _metadata(a: np.ndarray, key: str, source: str) -> str:
-    if a.dtype.kind not in "US" or a.ndim != 0:
-        raise CheckpointError(f"{source}: {key} must be a 0-d string array, got dtype {a.dtype} {_shape(a)}")
-    value = str(a)
+    if a.dtype.kind not in "US" or a.size != 1 or a.ndim > 1:
+        raise CheckpointError(
+            f"{source}: {key} has dtype {a.dtype} shape {_shape(a)}, expected a 0-d string array"
+        )
+    value = a.reshape(()).item()
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
     if value not in NONLINEARITIES:
         raise CheckpointError(f"{source}: {key} is {value!r}, expected one of {', '.join(NONLINEARITIES)}")
     return value

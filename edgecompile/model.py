@@ -48,6 +48,16 @@ class Matrix:
     def nonzeros(self) -> int:
         return int(sum(np.count_nonzero(f) for f in self.factors))
 
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Matrix):
+            return NotImplemented
+        return len(self.factors) == len(other.factors) and all(
+            np.array_equal(a, b) for a, b in zip(self.factors, other.factors, strict=True)
+        )
+
+    def __hash__(self) -> int:
+        return hash(tuple((f.shape, np.asarray(f, dtype="<f8").tobytes()) for f in self.factors))
+
     def params(self) -> int:
         return int(sum(f.size for f in self.factors))
 
@@ -129,6 +139,20 @@ class FloatModel:
             out["mean"] = self.mean
             out["std"] = self.std
         return out
+
+    def __eq__(self, other: object) -> bool:
+        """Same cell, nonlinearities and arrays (exact shapes and values); ``sha256`` is ignored."""
+        if not isinstance(other, FloatModel):
+            return NotImplemented
+        mine, theirs = self.arrays(), other.arrays()
+        return (
+            (self.cell, self.gate_nl, self.update_nl) == (other.cell, other.gate_nl, other.update_nl)
+            and mine.keys() == theirs.keys()
+            and all(np.array_equal(mine[k], theirs[k]) for k in mine)
+        )
+
+    def __hash__(self) -> int:
+        return hash(self.content_hash())
 
     def content_hash(self) -> str:
         """sha256 over the canonical content: names, shapes, float32 values, nonlinearities.

@@ -1,0 +1,80 @@
+"""Fixed-point nonlinearities (input int16 Q12, output Q14) and their measured errors."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .fixedpoint import ONE, PRE_FRAC, UNIT_FRAC, rshift, round_half_up
+from .reference import NONLINEAR_FUNCTIONS
+
+SIG_TABLE_SIZE = 257
+SIG_TABLE_STEP = 1.0 / 16.0  # in x; one step is 256 units of a Q12 input
+
+
+def sigmoid_table() -> np.ndarray:
+    """``SIG[i] = round(sigmoid(i/16) * 16384)``, i = 0..256: x in [0, 16], int16 Q14 (in flash).
+
+    Only x >= 0 is stored: sigmoid(-x) = 1 - sigmoid(x), and tanh(x) = 2 sigmoid(2x) - 1
+    reuses the same table, so one 514-byte table serves both.
+    """
+    x = SIG_TABLE_STEP * np.arange(SIG_TABLE_SIZE)
+    return round_half_up(NONLINEAR_FUNCTIONS["sigmoid"](x) * ONE).astype(np.int64)
+
+
+SIG = sigmoid_table()
+
+
+def _sigmoid_magnitude(a: np.ndarray) -> np.ndarray:
+    """sigmoid of a non-negative Q12 magnitude ``a`` in [0, 65535], interpolated, Q14."""
+    i, r = a >> 8, a & 255
+    lo = SIG[i]
+    return lo + rshift((SIG[i + 1] - lo) * r, 8)
+
+
+def sigmoid_lut(u: np.ndarray) -> np.ndarray:
+    u = np.asarray(u, dtype=np.int64)
+    y = _sigmoid_magnitude(np.abs(u))
+    return np.where(u < 0, ONE - y, y)
+
+
+def tanh_lut(u: np.ndarray) -> np.ndarray:
+    u = np.asarray(u, dtype=np.int64)
+    y = 2 * _sigmoid_magnitude(np.minimum(2 * np.abs(u), 65535)) - ONE
+    return np.where(u < 0, -y, y)
+
+
+def quant_sigm(u: np.ndarray) -> np.ndarray:
+    return np.clip(2 * (np.asarray(u, dtype=np.int64) + (1 << PRE_FRAC)), 0, ONE)
+
+
+def quant_tanh(u: np.ndarray) -> np.ndarray:
+    one_in = 1 << PRE_FRAC
+    return 4 * np.clip(np.asarray(u, dtype=np.int64), -one_in, one_in)
+
+
+FIXED_FUNCTIONS = {
+    "sigmoid": sigmoid_lut,
+    "tanh": tanh_lut,
+    "quantSigm": quant_sigm,
+    "quantTanh": quant_tanh,
+}
+
+
+def apply(name: str, u: np.ndarray) -> np.ndarray:
+    """The fixed-point nonlinearity ``name`` on int16 Q12 inputs, Q14 result."""
+    return FIXED_FUNCTIONS[name](u)
+
+
+def measure_errors() -> dict[str, dict[str, float]]:
+    """Exhaustive error of every nonlinearity over all 65,536 int16 inputs, in Q14 LSB.
+
+    The reference is the exact function at the real value the input stands for.
+    """
+    u = np.arange(-32768, 32768, dtype=np.int64)
+    x = u / float(1 << PRE_FRAC)
+    out = {}
+    for name, fixed in FIXED_FUNCTIONS.items():
+        exact = NONLINEAR_FUNCTIONS[name](x) * float(1 << UNIT_FRAC)
+        err = np.abs(fixed(u) - exact)
+        out[name] = {"max_lsb": float(err.max()), "mean_lsb": float(err.mean())}
+    return out
