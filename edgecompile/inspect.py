@@ -66,3 +66,52 @@ def render_report(report: dict) -> str:
         f"model sha256: {report['model_sha256']}",
     ]
     return "\n".join(lines)
+
+
+def quant_report(qm) -> dict:
+    """The quantized side of ``inspect --bits``: formats, storage decisions, bounds, LUT errors."""
+    from .nonlinear import measure_errors
+
+    matrices = {}
+    for name in ("W", "U"):
+        m = getattr(qm, name)
+        matrices[name] = {
+            "computed_as": "two products (low rank)" if m.low_rank else "one product (dense)",
+            "factors": [{"shape": list(f.shape), "frac": f.frac, "storage": "sparse" if f.sparse else "dense",
+                         "nonzeros": f.nonzeros} for f in m.factors],
+            "mid_frac": m.mid_frac,
+            "macs": m.macs(),
+        }
+    used = {qm.update_nl} | ({qm.gate_nl} if qm.cell == "FastGRNN" else set())
+    errors = measure_errors()
+    return {
+        "bits": qm.bits,
+        "summary": qm.summary(),
+        "in_frac": qm.in_frac,
+        "hid_frac": qm.hid_frac,
+        "logit_frac": qm.logit_frac,
+        "matrices": matrices,
+        "bounds": qm.bound_report(),
+        "nonlinearity_error_lsb": {k: v for k, v in errors.items()},
+        "nonlinearities_used": sorted(used),
+        "calibration": qm.calibration,
+    }
+
+
+def render_quant_report(q: dict) -> str:
+    lines = ["", f"quantized (int{q['bits']}): {q['summary']}"]
+    for name, m in q["matrices"].items():
+        factors = ", ".join(
+            f"{'x'.join(map(str, f['shape']))} Q{f['frac']} {f['storage']} ({f['nonzeros']} nz)" for f in m["factors"]
+        )
+        mid = f", middle Q{m['mid_frac']}" if m["mid_frac"] is not None else ""
+        lines.append(f"  {name}: {m['computed_as']}: {factors}{mid}; {m['macs']} MACs")
+    lines.append("  int32 bounds (worst case over the full int16 input range):")
+    for b in q["bounds"]:
+        verdict = "proved" if b["proved"] else "OVERFLOW"
+        lines.append(f"    {b['operation']:<26}{b['worst_case']:>14,} / 2^31  {verdict}")
+    lines.append("  nonlinearity error vs exact, exhaustive over all 65,536 inputs (Q14 LSB):")
+    for name, e in q["nonlinearity_error_lsb"].items():
+        mark = "  (used)" if name in q["nonlinearities_used"] else ""
+        lines.append(f"    {name:<10} max {e['max_lsb']:.2f}  mean {e['mean_lsb']:.2f}{mark}")
+    return "\n".join(lines)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -208,7 +209,12 @@ def qmodel_to_json(qm: QuantizedModel) -> str:
         v = getattr(qm, key)
         d[key] = None if v is None else [float(x) for x in v]
     d["format_version"] = FORMAT_VERSION
-    return json.dumps(d, indent=1, sort_keys=True) + "\n"
+    text = json.dumps(d, indent=1, sort_keys=True)
+    # one line per row of numbers, so matrices read as matrices
+    return _NUMBER_LIST.sub(lambda m: "[" + " ".join(m.group(1).split()) + "]", text) + "\n"
+
+
+_NUMBER_LIST = re.compile(r"\[\s*([-+0-9.eE,\s]+?)\s*\]")
 
 
 def qmodel_from_json(text: str) -> QuantizedModel:
