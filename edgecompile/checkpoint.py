@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from .errors import CheckpointError
+from .errors import CheckpointError, one_line
+from .files import read_npy, write_atomic
 from .model import NONLINEARITIES, FloatModel, Matrix
 
 GRNN_KEYS = {"Bg", "Bh", "zeta", "nu"}
@@ -42,14 +42,7 @@ def save_checkpoint(model: FloatModel, path: str | os.PathLike) -> None:
         arrays["gate_nonlinearity"] = np.array(model.gate_nl)
     if model.update_nl != "tanh":
         arrays["update_nonlinearity"] = np.array(model.update_nl)
-    fd, tmp = tempfile.mkstemp(suffix=".npz", dir=path.parent or ".")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, lambda fh: np.savez(fh, **arrays))
 
 
 def _read_arrays(path: Path) -> dict[str, np.ndarray]:
@@ -59,7 +52,7 @@ def _read_arrays(path: Path) -> dict[str, np.ndarray]:
         files = sorted(path.glob("*.npy"))
         if not files:
             raise CheckpointError(f"{path}: directory holds no .npy files")
-        return {f.stem: _read_npy(f) for f in files}
+        return {f.stem: read_npy(f, CheckpointError) for f in files}
     try:
         with open(path, "rb") as fh:
             is_zip = zipfile.is_zipfile(fh)
@@ -71,22 +64,7 @@ def _read_arrays(path: Path) -> dict[str, np.ndarray]:
         with np.load(path, allow_pickle=False) as npz:
             return {k: npz[k] for k in npz.files}
     except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
-        raise CheckpointError(f"{path}: unreadable .npz ({_one_line(exc)})") from None
-
-
-def _read_npy(f: Path) -> np.ndarray:
-    try:
-        a = np.load(f, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise CheckpointError(f"{f}: not a readable .npy array ({_one_line(exc)})") from None
-    if not isinstance(a, np.ndarray):  # a .npz archive under a .npy name
-        a.close()
-        raise CheckpointError(f"{f}: not a .npy array (it is a .npz archive)")
-    return a
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
+        raise CheckpointError(f"{path}: unreadable .npz ({one_line(exc)})") from None
 
 
 def _shape(a: np.ndarray) -> str:
@@ -115,14 +93,8 @@ def model_from_arrays(arrays: dict[str, np.ndarray], source: str = "checkpoint")
     if missing:
         raise CheckpointError(f"{source}: missing key {missing[0]!r} for a {cell} checkpoint")
 
-    W = _matrix(values, "W", source, in_dim=None)
+    W, U = _cell_matrices(values, source)
     D, H = W.in_dim, W.out_dim
-    U = _matrix(values, "U", source, in_dim=H)
-    if U.out_dim != H:
-        key = "U2" if U.is_low_rank else "U"
-        raise CheckpointError(
-            f"{source}: {key} has shape {_shape(U.factors[-1])}, expected [{U.factors[-1].shape[0]},{H}]"
-        )
 
     def vector(key: str, n: int) -> np.ndarray:
         a = values[key]
@@ -195,7 +167,29 @@ def _numeric(a: np.ndarray, key: str, source: str) -> np.ndarray:
     return out
 
 
-def _matrix(values: dict[str, np.ndarray], name: str, source: str, in_dim: int | None) -> Matrix:
+def _cell_matrices(values: dict[str, np.ndarray], source: str) -> tuple[Matrix, Matrix]:
+    """W and U; a shape error says so when every matrix would fit transposed (EdgeML's CUDA cell)."""
+    try:
+        return _w_and_u(values, source)
+    except CheckpointError as exc:
+        flipped = {k: v.T for k, v in values.items() if k in MATRIX_KEYS}
+        try:
+            _w_and_u(flipped, source)
+        except CheckpointError:
+            raise exc from None
+        raise CheckpointError(f"{exc} (the matrices look transposed: EdgeML stores [in,out])") from None
+
+
+def _w_and_u(values: dict[str, np.ndarray], source: str) -> tuple[Matrix, Matrix]:
+    W = _matrix(values, "W", source, in_dim=None, out_dim=None)
+    H = W.out_dim
+    return W, _matrix(values, "U", source, in_dim=H, out_dim=H)
+
+
+def _matrix(
+    values: dict[str, np.ndarray], name: str, source: str, in_dim: int | None, out_dim: int | None
+) -> Matrix:
+    """A full ``name`` or low-rank ``name1 @ name2``; ``None`` dims are free (named in errors)."""
     full, first, second = name, name + "1", name + "2"
     has_full, has_lr = full in values, (first in values or second in values)
     if has_full and has_lr:
@@ -207,21 +201,19 @@ def _matrix(values: dict[str, np.ndarray], name: str, source: str, in_dim: int |
             f"{source}: missing key {second if first in values else first!r}: "
             f"a low-rank {name} needs both {first} and {second}"
         )
-    factors = (values[full],) if has_full else (values[first], values[second])
-    for key, f in zip((full,) if has_full else (first, second), factors, strict=True):
-        if f.ndim != 2:
-            raise CheckpointError(f"{source}: {key} has shape {_shape(f)}, expected a 2-D [in,out] matrix")
-    lead_key = full if has_full else first
-    if in_dim is not None and factors[0].shape[0] != in_dim:
-        hint = ""
-        if factors[-1].shape[-1] == in_dim:
-            hint = " (it looks transposed: EdgeML stores [in,out])"
-        raise CheckpointError(
-            f"{source}: {lead_key} has shape {_shape(factors[0])}, expected [{in_dim},…]{hint}"
-        )
-    if has_lr and factors[0].shape[1] != factors[1].shape[0]:
-        raise CheckpointError(
-            f"{source}: {second} has shape {_shape(factors[1])}, expected "
-            f"[{factors[0].shape[1]},…] to follow {first} {_shape(factors[0])}"
-        )
-    return Matrix(tuple(np.ascontiguousarray(f) for f in factors))
+    in_name, out_name = ("D", "H") if name == "W" else ("H", "H")
+    rank_name = "r" + name
+    if has_full:
+        expected = [(full, (in_dim, in_name), (out_dim, out_name))]
+    else:
+        rank = values[first].shape[1] if values[first].ndim == 2 else None
+        expected = [
+            (first, (in_dim, in_name), (None, rank_name)),
+            (second, (rank, rank_name), (out_dim, out_name)),
+        ]
+    for key, *dims in expected:
+        f = values[key]
+        want = "[" + ",".join(label if n is None else str(n) for n, label in dims) + "]"
+        if f.ndim != 2 or any(n is not None and f.shape[i] != n for i, (n, _) in enumerate(dims)):
+            raise CheckpointError(f"{source}: {key} has shape {_shape(f)}, expected {want}")
+    return Matrix(tuple(np.ascontiguousarray(values[key]) for key, *_ in expected))

@@ -5,18 +5,28 @@ from __future__ import annotations
 import json
 import sys
 import traceback
-from pathlib import Path
 
 import click
 import numpy as np
 
 from . import __version__
-from .errors import EdgecompileError, NotAvailableYet
+from .errors import EdgecompileError, NotAvailableYet, one_line
+from .files import write_atomic
+
+
+def _warn(message: str) -> None:
+    click.echo(f"edgecompile: {message}", err=True)
 
 
 def _write_json(path: str | None, report: dict) -> None:
     if path:
-        Path(path).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+        text = json.dumps(report, indent=2, sort_keys=True) + "\n"
+        write_atomic(path, lambda fh: fh.write(text.encode()))
+
+
+def _save_npy(path: str, array: np.ndarray) -> None:
+    """``np.save`` to exactly ``path`` (no ``.npy`` appended), atomically."""
+    write_atomic(path, lambda fh: np.save(fh, array))
 
 
 class _Group(click.Group):
@@ -28,7 +38,7 @@ class _Group(click.Group):
         except EdgecompileError as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 traceback.print_exc()
-            click.echo(f"edgecompile: error: {exc}", err=True)
+            click.echo(f"edgecompile: error: {one_line(exc)}", err=True)
             sys.exit(exc.exit_code)
 
 
@@ -68,6 +78,14 @@ def inspect(model: str, bits: str | None, calib: str | None, json_path: str | No
     fm = load_checkpoint(model)
     report = inspect_report(fm)
     click.echo(render_report(report))
+    if bits:
+        from .data import load_sequences
+        from .evaluate import quantize_for_cli
+        from .inspect import quant_report, render_quant_report
+
+        calib_X = load_sequences(calib, fm) if calib else None
+        report["quantized"] = quant_report(quantize_for_cli(fm, int(bits), calib_X, warn=_warn))
+        click.echo(render_quant_report(report["quantized"]))
     _write_json(json_path, report)
 
 
@@ -82,16 +100,62 @@ def predict(model: str, data: str, bits: str, calib: str | None, out: str) -> No
     """Compute logits for raw input sequences (float reference or integer simulator)."""
     from .checkpoint import load_checkpoint
     from .data import load_sequences
-    from .reference import forward
+    from .evaluate import predict_logits
 
     fm = load_checkpoint(model)
     X = load_sequences(data, fm)
-    if bits != "float":
-        raise NotAvailableYet("predict --bits 8|16 is not available yet (quantization issue)")
-    logits = forward(fm, X)
-    np.save(out, logits.astype(np.float64))
-    pred = logits.argmax(axis=1)
-    click.echo(f"wrote {out}: logits {list(logits.shape)}; predicted classes {np.bincount(pred, minlength=fm.num_classes).tolist()} per class")
+    calib_X = load_sequences(calib, fm) if calib else None
+    logits = predict_logits(fm, X, bits, calib_X, warn=_warn)
+    _save_npy(out, logits.astype(np.float64))
+    counts = np.bincount(logits.argmax(axis=1), minlength=fm.num_classes).tolist()
+    click.echo(f"wrote {out}: logits {list(logits.shape)} ({bits}); predictions per class {counts}")
+
+
+@main.command()
+@MODEL_ARG
+@click.option("--data", required=True, type=click.Path(), help="Raw inputs X [N,T,D] (.npy).")
+@click.option("--labels", required=True, type=click.Path(), help="Integer class labels y [N] (.npy).")
+@click.option("--bits", type=click.Choice(["float", "8", "16"]), default="8", show_default=True,
+              help="Weight width of the quantized model compared with the float one.")
+@click.option("--calib", type=click.Path(), default=None,
+              help="Raw calibration inputs [N,T,D] (.npy); without it formats use assumed ranges.")
+@click.option("--json", "json_path", type=click.Path(), default=None,
+              help="Write accuracy_float, accuracy_quantized, argmax_agreement, ... as JSON.")
+def evaluate(model: str, data: str, labels: str, bits: str, calib: str | None, json_path: str | None) -> None:
+    """Accuracy of the float model and of the bit-exact quantized model on labelled data."""
+    from .checkpoint import load_checkpoint
+    from .data import load_labels, load_sequences
+    from .evaluate import evaluate as run_evaluation
+    from .evaluate import render_evaluation
+
+    fm = load_checkpoint(model)
+    X = load_sequences(data, fm)
+    y = load_labels(labels, X.shape[0], fm.num_classes)
+    calib_X = load_sequences(calib, fm) if calib else None
+    report = run_evaluation(fm, X, y, bits, calib_X, warn=_warn)
+    click.echo(render_evaluation(report))
+    _write_json(json_path, report)
+
+
+@main.command()
+@MODEL_ARG
+@click.option("--bits", type=click.Choice(["8", "16"]), default="8", show_default=True, help="Weight width.")
+@click.option("--calib", type=click.Path(), default=None,
+              help="Raw calibration inputs [N,T,D] (.npy); without it formats use assumed ranges.")
+@click.option("-o", "--out", required=True, type=click.Path(), help="Where to write the quantized model (.json).")
+def quantize(model: str, bits: str, calib: str | None, out: str) -> None:
+    """Quantize a checkpoint and save the QuantizedModel (readable JSON; `export` takes it too)."""
+    from .checkpoint import load_checkpoint
+    from .data import load_sequences
+    from .evaluate import quantize_for_cli
+    from .qmodel import qmodel_to_json
+
+    fm = load_checkpoint(model)
+    calib_X = load_sequences(calib, fm) if calib else None
+    qm = quantize_for_cli(fm, int(bits), calib_X, warn=_warn)
+    text = qmodel_to_json(qm)
+    write_atomic(out, lambda fh: fh.write(text.encode()))
+    click.echo(f"wrote {out}: {qm.summary()}")
 
 
 def _not_yet(name: str, what: str):
@@ -100,25 +164,196 @@ def _not_yet(name: str, what: str):
     return command
 
 
-for _name, _help, _what in (
-    ("evaluate", "Accuracy of the float model and the quantized model on labelled data.", "quantization issue"),
-    ("export", "Write a PlatformIO project (model library + firmware harness) for a board.", "C generation issue"),
-    ("build", "Build an exported project with PlatformIO, checking the board's memory budget.", "boards issue"),
-    ("flash", "Upload a built project to a board through PlatformIO.", "boards issue"),
-    ("verify", "Prove over serial that the device computes exactly what the host predicts.", "serial parity issue"),
-    ("train", "Train a FastGRNN/FastRNN (low rank, sparse, optional QAT) with NumPy.", "training issue"),
-):
-    main.command(_name, help=_help + " (not available yet)",
-                 context_settings={"ignore_unknown_options": True, "allow_extra_args": True})(
-        click.argument("args", nargs=-1, type=click.UNPROCESSED)(_not_yet(_name, _what))
-    )
+@main.command()
+@MODEL_ARG
+@click.option("--board", required=True, help="Target board id (see `edgecompile boards`), e.g. uno, native.")
+@click.option("--bits", type=click.Choice(["8", "16"]), default=None,
+              help="Weight width [default: 8; a quantized-model .json keeps its own].")
+@click.option("--calib", type=click.Path(), default=None,
+              help="Raw calibration inputs [N,T,D] (.npy); without it formats use assumed ranges.")
+@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Project directory to create [default: ./<name>_<board>].")
+@click.option("--force", is_flag=True, help="Replace a non-empty output directory.")
+@click.option("--name", default=None, help="C name of the model library [default: the checkpoint's stem].")
+def export(model: str, board: str, bits: str | None, calib: str | None, out_dir: str | None,
+           force: bool, name: str | None) -> None:
+    """Write a PlatformIO project (model library + firmware harness) for a board.
+
+    MODEL is a checkpoint (.npz or a directory of .npy) or a quantized model (.json from
+    `edgecompile quantize`). The output is byte-identical for identical input, written
+    atomically, with edgecompile-manifest.json listing the sha256 of every file.
+    """
+    from .codegen import export_project
+
+    result = export_project(model, board, bits=int(bits) if bits else None, calib=calib,
+                            out_dir=out_dir, force=force, name=name, warn=_warn)
+    click.echo(f"wrote {result.out_dir}: {len(result.manifest['files']) + 1} files, library "
+               f"lib/{result.name}/ for {result.board}; {result.qmodel.summary()}")
+
+
+@main.command()
+@click.option("--data", required=True, type=click.Path(),
+              help="Raw training inputs: X.npy [N,T,D], or a UEA/UCR .ts file (labels inside).")
+@click.option("--labels", type=click.Path(), default=None,
+              help="Class ids 0..C-1 (.npy); optional with a labelled .ts file.")
+@click.option("--cell", type=click.Choice(["FastGRNN", "FastRNN"]), default="FastGRNN", show_default=True)
+@click.option("--hidden", type=click.IntRange(1), default=32, show_default=True, help="Hidden size H.")
+@click.option("--wrank", type=click.IntRange(1), default=None, help="Rank of W = W1 @ W2 (default: full).")
+@click.option("--urank", type=click.IntRange(1), default=None, help="Rank of U = U1 @ U2 (default: full).")
+@click.option("--sparsity", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.0, show_default=True,
+              help="Fraction of zeros in each of W/W1/W2/U/U1/U2 (three-stage schedule).")
+@click.option("--epochs", type=click.IntRange(1), default=60, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
+@click.option("--lr", type=click.FloatRange(0.0, min_open=True), default=0.01, show_default=True,
+              help="Adam learning rate.")
+@click.option("--val-split", type=click.FloatRange(0.0, 0.9), default=0.2, show_default=True,
+              help="Fraction of each class held out for validation / early stopping (0: none).")
+@click.option("--patience", type=click.IntRange(1), default=None,
+              help="Early stopping: epochs without validation gain [default: max(10, epochs/5)].")
+@click.option("--qat", is_flag=True, help="Quantization-aware fine-tuning after training.")
+@click.option("--qat-bits", type=click.Choice(["8", "16"]), default="8", show_default=True)
+@click.option("--qat-epochs", type=click.IntRange(1), default=None,
+              help="QAT epochs [default: max(5, epochs/5)].")
+@click.option("--length", type=click.IntRange(1), default=None,
+              help="Pad (at the front) or cut every series to T steps [default: the longest].")
+@click.option("--pad", type=click.Choice(["edge", "zero"]), default="edge", show_default=True,
+              help="Front padding of short series: repeat the first frame, or zeros.")
+@click.option("--gate-nl", type=click.Choice(["sigmoid", "quantSigm"]), default="sigmoid", show_default=True)
+@click.option("--update-nl", type=click.Choice(["tanh", "quantTanh"]), default="tanh", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--json", "json_path", type=click.Path(), default=None, help="Write the training report as JSON.")
+@click.option("-o", "--out", required=True, type=click.Path(), help="Checkpoint to write (.npz).")
+def train(data: str, labels: str | None, out: str, quiet: bool, json_path: str | None,
+          length: int | None, pad: str, qat_bits: str, **options) -> None:
+    """Train a FastGRNN/FastRNN (low rank, sparse, optional QAT) with NumPy.
+
+    Writes an EdgeML-layout checkpoint with per-channel mean/std. Deterministic for a seed.
+    """
+    from .checkpoint import save_checkpoint
+    from .train import TrainConfig, load_training_data
+    from .train import train as run_training
+
+    td = load_training_data(data, labels, length, pad)
+    options["val_fraction"] = options.pop("val_split")
+    cfg = TrainConfig(qat_bits=int(qat_bits), **options)
+    cfg.check()
+    n, steps, dims = td.X.shape
+    if not quiet:
+        click.echo(f"training {cfg.cell} D={dims} H={cfg.hidden} C={int(td.y.max()) + 1} on {n} "
+                   f"sequences of T={steps}", err=True)
+    if quiet:
+        result = run_training(td.X, td.y, cfg, td.lengths)
+    else:
+        total = cfg.epochs + (cfg.qat_epochs or max(5, cfg.epochs // 5)) * cfg.qat
+        with click.progressbar(length=total, label="training", file=sys.stderr, show_pos=True,
+                               item_show_func=lambda log: log and _epoch_line(log)) as bar:
+            result = run_training(td.X, td.y, cfg, td.lengths, lambda log: bar.update(1, log))
+    save_checkpoint(result.model, out)
+    report = result.report()
+    report.update(output=out, data=data, seq_len=steps,
+                  class_labels=td.class_labels)
+    _write_json(json_path, report)
+    val = "-" if result.val_acc is None else f"{result.val_acc:.1%}"
+    click.echo(f"wrote {out}: train accuracy {result.train_acc:.1%}, validation {val} "
+               f"(epoch {result.best_epoch} of {len(result.history)}"
+               f"{', stopped early' if result.stopped_early else ''}), {result.seconds:.1f} s")
+
+
+def _epoch_line(log) -> str:
+    val = "" if log.val_acc is None else f" val {log.val_acc:.1%} (best {log.best_val_acc or 0:.1%})"
+    return f"[{log.stage}] loss {log.loss:.3f} train {log.train_acc:.1%}{val}"
 
 
 @main.command()
 @click.option("--json", "json_path", type=click.Path(), default=None, help="Write the list as JSON.")
 def boards(json_path: str | None) -> None:
     """List the supported boards with memory budgets and emulators."""
-    raise NotAvailableYet("'boards' is not available yet (boards issue)")
+    from .targets.boards import list_boards, render_boards
+
+    found = list_boards()
+    click.echo(render_boards(found))
+    _write_json(json_path, {"boards": [b.summary() for b in found]})
+
+
+PROJECT_ARG = click.argument("project_dir", metavar="DIR", type=click.Path(file_okay=False))
+OFFLINE_OPT = click.option(
+    "--offline/--online", default=None,
+    help="Local platform over Debian toolchains (no network), or the standard PlatformIO "
+         "platform. Default: offline when the PlatformIO registry cannot be reached.")
+
+
+@main.command()
+@PROJECT_ARG
+@OFFLINE_OPT
+@click.option("-v", "--verbose", is_flag=True, help="Show every line of PlatformIO's output.")
+@click.option("--json", "json_path", type=click.Path(), default=None,
+              help="Write the build report (sizes, budget) as JSON.")
+def build(project_dir: str, offline: bool | None, verbose: bool, json_path: str | None) -> None:
+    """Build an exported project with PlatformIO, checking the board's memory budget.
+
+    The budget is checked before building (an estimate from the compiled sources) and after
+    linking (the ELF's sizes); a firmware that cannot fit stops with exit status 2.
+    """
+    from .targets.build import build_project
+
+    result = build_project(project_dir, offline=offline, echo=click.echo, verbose=verbose)
+    _write_json(json_path, result.to_dict())
+
+
+@main.command()
+@PROJECT_ARG
+@click.option("--port", required=True, help="Serial port of the board (e.g. /dev/ttyACM0).")
+@OFFLINE_OPT
+@click.option("--timeout", type=click.FloatRange(1.0), default=None,
+              help="Give up the upload after this many seconds [default: 120].")
+def flash(project_dir: str, port: str, offline: bool | None, timeout: float | None) -> None:
+    """Upload a built project to a board through PlatformIO (avrdude for AVR boards)."""
+    from .targets.flash import UPLOAD_TIMEOUT_S, flash_project
+
+    flash_project(project_dir, port, offline=offline, echo=click.echo,
+                  timeout=timeout or UPLOAD_TIMEOUT_S)
+
+
+@main.command()
+@click.argument("project_dir", metavar="DIR", type=click.Path())
+@click.option("--port", default=None, help="Serial device or pyserial URL (socket://, rfc2217://, ...).")
+@click.option("--emulate", is_flag=True, help="Build if needed and run on the board's emulator.")
+@click.option("--data", required=True, type=click.Path(), help="Raw inputs X [N,T,D] (.npy).")
+@click.option("--labels", default=None, type=click.Path(), help="Class labels y [N] (.npy).")
+@click.option("--json", "json_path", type=click.Path(), default=None, help="Write the report as JSON.")
+@click.option("--trace", is_flag=True,
+              help="Also compare hidden states step by step; name the first (step, unit) that differs.")
+@click.pass_context
+def verify(ctx: click.Context, project_dir: str, port: str | None, emulate: bool, data: str,
+           labels: str | None, json_path: str | None, trace: bool) -> None:
+    """Prove over serial that the device computes exactly what the host predicts.
+
+    Exit 0 when every logit is equal, 1 on any mismatch or a device running another model,
+    2 on bad input or an unusable port. With --debug every frame is hex-dumped to stderr.
+    """
+    from .verify import verify_project
+
+    bar = {}
+
+    def progress(done: int, total: int) -> None:
+        if total < 20:
+            return
+        if "bar" not in bar:
+            bar["bar"] = click.progressbar(length=total, label="verifying", file=sys.stderr)
+            bar["bar"].__enter__()
+        bar["bar"].update(done - bar["bar"].pos)
+        if done == total:
+            bar.pop("bar").__exit__(None, None, None)
+
+    log = (lambda line: click.echo(line, err=True)) if ctx.obj.get("debug") else None
+    report = verify_project(project_dir, data=data, labels=labels, port=port, emulate=emulate,
+                            trace=trace, progress=progress,
+                            echo=lambda line: click.echo(line, err=True), log=log)
+    click.echo(report.render())
+    _write_json(json_path, report.to_json())
+    if not report.ok:
+        sys.exit(1)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataError
+from .files import read_npy
 from .model import FloatModel
 
 
@@ -57,7 +58,4 @@ def _load_npy(path: str | os.PathLike) -> np.ndarray:
     p = Path(path)
     if not p.is_file():
         raise DataError(f"{p}: no such file")
-    try:
-        return np.load(p, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise DataError(f"{p}: not a readable .npy array ({exc})") from None
+    return read_npy(p, DataError)

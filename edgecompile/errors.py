@@ -5,6 +5,11 @@ device), 2 bad input or an unusable device/port.
 """
 
 
+def one_line(exc: BaseException) -> str:
+    """An exception's message on one line (what the CLI prints after ``edgecompile: error:``)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 class EdgecompileError(Exception):
     """Base class for every error meant for the user (one clear line, no traceback)."""
 

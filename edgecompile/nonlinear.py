@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .fixedpoint import ONE, PRE_FRAC, UNIT_FRAC, rshift, round_half_up
+from .fixedpoint import ONE, PRE_FRAC, UNIT_FRAC, round_half_up, rshift
 from .reference import NONLINEAR_FUNCTIONS
 
 SIG_TABLE_SIZE = 257

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .data import check_fits
+from .errors import DataError
 from .model import FloatModel
 
 
@@ -29,7 +31,15 @@ def normalise(model: FloatModel, X: np.ndarray) -> np.ndarray:
 def forward(
     model: FloatModel, X: np.ndarray, return_states: bool = False
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-    """Logits ``[N, C]`` for raw inputs ``X [N, T, D]``; with ``return_states`` also ``[N, T, H]``."""
+    """Logits ``[N, C]`` for raw inputs ``X [N, T, D]``; with ``return_states`` also ``[N, T, H]``.
+
+    ``X`` that does not fit the model (not 3-D, wrong D, or wrong T under T*D normalisation)
+    raises :class:`DataError`.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 3:
+        raise DataError(f"inputs have shape {list(X.shape)}, expected [N,T,D]")
+    check_fits(X, model, "inputs")
     Xn = normalise(model, X)
     n, steps, _ = Xn.shape
     W, U = model.W.dense(), model.U.dense()

@@ -1,0 +1,165 @@
+"""The template context: everything the C templates need, computed from a QuantizedModel.
+
+Only numbers, names and flags are computed here; all C text lives in ``templates/``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import __version__
+from ..errors import CodegenError
+from ..fixedpoint import INT16_MAX, INT16_MIN, INT32_LIMIT
+from ..nonlinear import SIG
+from ..qmodel import QFactor, QMatrix, QuantizedModel
+from .names import c_ident
+
+#: Bumped when the generated API changes incompatibly (checked by ``edgecompile_model.h`` users).
+ABI_VERSION = 1
+
+_NL_FUNCTIONS = {"sigmoid": "sigmoid", "tanh": "tanh", "quantSigm": "quant_sigm", "quantTanh": "quant_tanh"}
+_LUT_NLS = ("sigmoid", "tanh")
+_READ = {"int8_t": "EC_READ_I8", "int16_t": "EC_READ_I16", "int32_t": "EC_READ_I32",
+         "uint8_t": "EC_READ_U8", "uint16_t": "EC_READ_U16", "uint32_t": "EC_READ_U32"}
+
+
+def _uint_for(max_value: int) -> str:
+    """The narrowest unsigned type holding ``max_value`` (loop counters, indices, offsets)."""
+    for ctype, limit in (("uint8_t", 0xFF), ("uint16_t", 0xFFFF), ("uint32_t", 0xFFFFFFFF)):
+        if max_value <= limit:
+            return ctype
+    raise CodegenError(f"a dimension of {max_value} is too large for generated code")
+
+
+def _ints(values: np.ndarray, lo: int, hi: int, what: str) -> list[int]:
+    v = np.asarray(values, dtype=np.int64).ravel()
+    if v.size and (v.min() < lo or v.max() > hi):
+        raise CodegenError(f"{what} has values outside [{lo}, {hi}]: the quantized model is corrupt")
+    return [int(x) for x in v]
+
+
+def _factor(sym: str, f: QFactor, bits: int, shift: int | None) -> dict:
+    """One weight matrix, stored per output row ([out][in], the transpose of ``values``)."""
+    wtype = f"int{bits}_t"
+    lim = 1 << (bits - 1)
+    rows = np.asarray(f.values, dtype=np.int64).T  # [out][in]
+    out_dim, in_dim = rows.shape
+    ctx = {
+        "sym": sym, "in_dim": in_dim, "out_dim": out_dim, "frac": f.frac, "shift": shift,
+        "sparse": bool(f.sparse), "wtype": wtype, "wread": _READ[wtype],
+        "in_loop": _uint_for(in_dim), "out_loop": _uint_for(out_dim),
+        "nnz": f.nonzeros,
+    }
+    if f.sparse:
+        index, value, start = [], [], [0]
+        for j in range(out_dim):
+            nz = np.flatnonzero(rows[j])
+            index += [int(i) for i in nz]
+            value += _ints(rows[j][nz], -lim, lim - 1, sym)
+            start.append(len(index))
+        itype = _uint_for(in_dim - 1)
+        stype = _uint_for(len(index))
+        ctx.update(
+            # C has no empty arrays: an all-zero factor keeps one unused padding entry.
+            index=index or [0], value=value or [0], start=start, storage=len(index) or 1,
+            itype=itype, iread=_READ[itype], stype=stype, sread=_READ[stype],
+        )
+    else:
+        ctx.update(rows=[_ints(r, -lim, lim - 1, sym) for r in rows], otype=_uint_for(out_dim * in_dim))
+    return ctx
+
+
+def _matrix(name: str, m: QMatrix, in_frac: int, bits: int) -> dict:
+    shifts = m.shifts(in_frac)
+    if m.low_rank:
+        f1, f2 = m.factors
+        return {"name": name, "low_rank": True, "rank": f1.shape[1], "mid_frac": m.mid_frac,
+                "factors": [_factor(name + "1", f1, bits, shifts[0]), _factor(name + "2", f2, bits, shifts[1])]}
+    return {"name": name, "low_rank": False, "factors": [_factor(name, m.factors[0], bits, shifts[0])]}
+
+
+def _float_literal(x: float) -> str:
+    """The shortest decimal that reads back as exactly this float32 (C99 ``f`` literal)."""
+    return np.format_float_scientific(np.float32(x), unique=True, trim="0") + "f"
+
+
+def _normalisation(qm: QuantizedModel) -> dict | None:
+    if qm.mean is None:
+        return None
+    mean = np.asarray(qm.mean, dtype=np.float64)
+    std = np.asarray(qm.std, dtype=np.float64)
+    inv_std = 1.0 / std
+    with np.errstate(over="ignore"):
+        inv32, mis32 = inv_std.astype(np.float32), (mean / std).astype(np.float32)
+    if not (np.all(np.isfinite(inv32)) and np.all(np.isfinite(mis32))):
+        raise CodegenError("the normalisation (mean/std) does not fit float32 for the device helper")
+    return {
+        "steps": qm.seq_len or 1,
+        "size": int(mean.size),
+        "inv_std": [_float_literal(v) for v in inv32],
+        "mean_inv_std": [_float_literal(v) for v in mis32],
+    }
+
+
+def comment_safe(text: str) -> str:
+    """Text usable inside a C block comment and on one line: ASCII, no ``*/``."""
+    text = " ".join(str(text).split()).replace("*/", "* /")
+    return text.encode("ascii", "replace").decode("ascii")
+
+
+def build_context(qm: QuantizedModel, name: str) -> dict:
+    """The complete, deterministic template context for the library of ``qm`` named ``name``."""
+    c_ident(name)
+    sha = qm.source_sha256
+    if not (isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdef" for c in sha)):
+        raise CodegenError("the quantized model does not carry its float model's sha256 (source_sha256)")
+    if qm.bits not in (8, 16):
+        raise CodegenError(f"weight width must be 8 or 16 bits, got {qm.bits}")
+    if qm.num_classes > 255:
+        raise CodegenError(f"{qm.num_classes} classes: generated code supports at most 255")
+    for nl in {qm.update_nl, qm.gate_nl if qm.cell == "FastGRNN" else qm.update_nl}:
+        if nl not in _NL_FUNCTIONS:
+            raise CodegenError(f"nonlinearity {nl!r} has no fixed-point rendering")
+    if qm.cell not in ("FastGRNN", "FastRNN"):
+        raise CodegenError(f"cell {qm.cell!r} has no C rendering")
+    if not 0 <= qm.in_frac <= 15 or not 0 <= qm.hid_frac <= 15:
+        raise CodegenError("input/hidden Q formats outside 0..15: the quantized model is corrupt")
+
+    grnn = qm.cell == "FastGRNN"
+    nls = [qm.update_nl] + ([qm.gate_nl] if grnn else [])
+    H, D, C = qm.hidden_dim, qm.input_dim, qm.num_classes
+    ctx = {
+        "name": name,
+        "NAME": name.upper(),
+        "tool_version": __version__,
+        "abi_version": ABI_VERSION,
+        "sha256": sha,
+        "summary": comment_safe(qm.summary()),
+        "cell": qm.cell,
+        "grnn": grnn,
+        "bits": qm.bits,
+        "D": D, "H": H, "C": C,
+        "T": qm.seq_len or 0,
+        "in_frac": qm.in_frac, "hid_frac": qm.hid_frac, "logit_frac": qm.logit_frac,
+        "d_loop": _uint_for(D), "h_loop": _uint_for(H), "c_loop": _uint_for(C),
+        "W": _matrix("W", qm.W, qm.in_frac, qm.bits),
+        "U": _matrix("U", qm.U, qm.hid_frac, qm.bits),
+        "FC": _factor("FC", qm.FC, qm.bits, None),
+        "fc_bias": _ints(qm.fc_bias, -(INT32_LIMIT - 1), INT32_LIMIT - 1, "FCbias"),
+        "bias_update": _ints(qm.bias_update, INT16_MIN, INT16_MAX, "update bias"),
+        "bias_gate": _ints(qm.bias_gate, INT16_MIN, INT16_MAX, "gate bias") if grnn else None,
+        "update_nl": _NL_FUNCTIONS[qm.update_nl],
+        "gate_nl": _NL_FUNCTIONS[qm.gate_nl] if grnn else None,
+        "used_nls": sorted({_NL_FUNCTIONS[n] for n in nls}),
+        "sig_table": [int(v) for v in SIG] if any(n in _LUT_NLS for n in nls) else None,
+        "zeta": qm.zeta, "nu": qm.nu, "alpha": qm.alpha, "beta": qm.beta,
+        "residual_shift": qm.residual_shift,
+        "norm": _normalisation(qm),
+        "in_scale": _float_literal(2.0 ** qm.in_frac),
+    }
+    for key in (("zeta", "nu") if grnn else ("alpha", "beta")):
+        if ctx[key] is None or not 0 <= ctx[key] <= 16384:
+            raise CodegenError(f"residual scalar {key} missing or outside [0, 16384]")
+    if H > 65535 or D > 65535:
+        raise CodegenError("dimensions above 65535 are not supported")
+    return ctx

@@ -1,0 +1,318 @@
+"""Typed commands over a framed serial link: handshake, reset, step, infer.
+
+Every read has a deadline; corrupt frames are retransmitted; garbage is skipped up to the next
+delimiter; a device that restarted (it answers NO_SESSION) is handshaken again and the running
+sequence restarted from its first step.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import LinkError, LinkTimeout
+from . import status as st
+from .framing import BadFrame, FrameReader, encode_frame
+from .protocol import (
+    CMD_ECHO,
+    CMD_ERROR,
+    CMD_INFO,
+    CMD_RESET,
+    CMD_STEP,
+    HEADER_LEN,
+    REPLY_BIT,
+    STEP_HIDDEN,
+    STEP_LOGITS,
+    STEP_RESET,
+    DeviceInfo,
+    step_request,
+)
+from .timeouts import Timeouts, from_env
+
+
+class DeviceError(LinkError):
+    """The device answered a request with an error status."""
+
+    def __init__(self, status: int, what: str):
+        super().__init__(f"device refused {what}: {st.describe(status)}")
+        self.status = status
+
+
+class DeviceReset(LinkError):
+    """The device lost its session (it restarted since the handshake)."""
+
+
+class SequenceBroken(LinkError):
+    """The device's step counter does not continue the sequence being sent."""
+
+
+@dataclass
+class LinkStats:
+    frames_sent: int = 0
+    retransmits: int = 0
+    bad_frames: int = 0
+    ignored_frames: int = 0
+    device_resets: int = 0
+    sequence_restarts: int = 0
+
+
+@dataclass(frozen=True)
+class StepReply:
+    t: int
+    cycles: int
+    hidden: np.ndarray | None
+    logits: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class InferResult:
+    logits: np.ndarray          # int64 [C]
+    cycles: int                 # counts of info.cycle_source over all steps + classifier
+    hidden: np.ndarray | None = None   # int16 [T, H] when traced
+
+
+@dataclass
+class Client:
+    """A protocol client over a pyserial port (or anything with read/write/in_waiting/timeout).
+
+    ``log`` receives one line per frame (``TX``/``RX`` + hex) when set (``--trace`` style).
+    """
+
+    port: object
+    timeouts: Timeouts = field(default_factory=from_env)
+    log: Callable[[str], None] | None = None
+    stats: LinkStats = field(default_factory=LinkStats)
+    info: DeviceInfo | None = None
+
+    def __post_init__(self) -> None:
+        self._reader = FrameReader()
+        self._pending: list[bytes | BadFrame] = []
+        self._seq = 0
+        self._session = 0
+        self.port.timeout = self.timeouts.poll_s
+
+    # ---- transport -------------------------------------------------------------------------
+    def _next_seq(self) -> int:
+        self._seq = self._seq % 255 + 1  # 1..255; 0 marks device frame errors
+        return self._seq
+
+    def _write(self, frame: bytes) -> None:
+        if self.log:
+            self.log("TX " + frame.hex(" "))
+        try:
+            # the leading delimiter ends whatever garbage the device may have buffered
+            self.port.write(b"\x00" + frame)
+            self.port.flush()
+        except Exception as exc:  # pyserial raises SerialException / OSError
+            raise LinkError(f"cannot write to the port: {exc}") from exc
+        self.stats.frames_sent += 1
+
+    def _read_frame(self, deadline: float) -> bytes | BadFrame:
+        while not self._pending:
+            if time.monotonic() >= deadline:
+                raise LinkTimeout("no reply")
+            try:
+                waiting = getattr(self.port, "in_waiting", 0)
+                data = self.port.read(max(1, waiting))
+            except Exception as exc:
+                raise LinkError(f"cannot read from the port: {exc}") from exc
+            if data:
+                self._pending.extend(self._reader.feed(data))
+        item = self._pending.pop(0)
+        if self.log:
+            if isinstance(item, BadFrame):
+                self.log(f"RX bad frame ({item.reason}): {item.raw[:48].hex(' ')}")
+            else:
+                self.log("RX " + item.hex(" "))
+        return item
+
+    def drain(self) -> None:
+        """Forget buffered input (after a restart)."""
+        self._pending.clear()
+        self._reader.clear()
+        try:
+            self.port.reset_input_buffer()
+        except Exception:  # noqa: BLE001 - sockets/loop ports may not support it
+            pass
+
+    def command(self, cmd: int, body: bytes = b"", *, timeout: float | None = None,
+                what: str = "", retries: int | None = None) -> bytes:
+        """Send one request and return the body of its OK reply; raise on anything else.
+
+        The frame is sent again (same request id) after a reply that could not be read, a
+        frame error from the device, or silence, up to ``retries`` times.
+        """
+        retries = self.timeouts.frame_retries if retries is None else retries
+        what = what or f"command 0x{cmd:02x}"
+        seq = self._next_seq()
+        payload = bytes((cmd, seq, self._session)) + body
+        frame = encode_frame(payload)
+        timeout = timeout or self.timeouts.reply_timeout(len(frame))
+        for attempt in range(retries + 1):
+            if attempt:
+                self.stats.retransmits += 1
+            self._write(frame)
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    item = self._read_frame(deadline)
+                except LinkTimeout:
+                    if attempt < retries:
+                        break
+                    raise LinkTimeout(f"{what}: no reply within {timeout:.2f} s "
+                                      f"({retries + 1} tries)") from None
+                if isinstance(item, BadFrame):
+                    self.stats.bad_frames += 1
+                    if item.raw == frame[:-1] or item.raw == frame:
+                        raise LinkError("the port echoes requests back: no device behind it?")
+                    continue
+                if item == payload:
+                    raise LinkError("the port echoes requests back: no device behind it?")
+                if len(item) < HEADER_LEN:
+                    self.stats.bad_frames += 1
+                    continue
+                if item[0] == (CMD_ERROR | REPLY_BIT):
+                    self.stats.bad_frames += 1
+                    break  # the device could not read a frame: retransmit
+                if item[0] != (cmd | REPLY_BIT) or item[1] != seq:
+                    self.stats.ignored_frames += 1  # stale reply or noise that passed the CRC
+                    continue
+                status = item[2]
+                if status == st.OK:
+                    return item[HEADER_LEN:]
+                if status == st.NO_SESSION:
+                    self.stats.device_resets += 1
+                    raise DeviceReset(f"the device restarted (during {what})")
+                if status == st.BAD_SEQUENCE:
+                    raise SequenceBroken(f"device step counter out of step (during {what})")
+                raise DeviceError(status, what)
+        raise LinkError(f"{what}: still no readable reply after {retries} "
+                        "retransmissions (noisy line or wrong baud rate?)")
+
+    # ---- commands ----------------------------------------------------------------------------
+    def handshake(self) -> DeviceInfo:
+        """INFO until the device answers (a board may be booting); new session byte each time."""
+        session = (os.getpid() + int(time.monotonic() * 1000)) % 255 + 1
+        if session == self._session:
+            session = session % 255 + 1
+        end = time.monotonic() + self.timeouts.handshake_window_s
+        last: Exception | None = None
+        while time.monotonic() < end:
+            self._session = session
+            try:
+                body = self.command(CMD_INFO, timeout=self.timeouts.handshake_reply_s,
+                                    what="handshake", retries=0)
+            except LinkTimeout as exc:
+                last = exc
+                continue
+            except DeviceError as exc:
+                last = exc
+                continue
+            self.info = DeviceInfo.parse(body)
+            return self.info
+        raise LinkTimeout(
+            f"no handshake reply within {self.timeouts.handshake_window_s:g} s: is the "
+            f"edgecompile firmware running on this port? ({last})"
+        )
+
+    def reset(self) -> None:
+        self.command(CMD_RESET, what="reset")
+
+    def echo(self, data: bytes) -> bytes:
+        return self.command(CMD_ECHO, data, what="echo")
+
+    def step(self, x_q: np.ndarray, *, t0: int, reset: bool = False, hidden: bool = False,
+             logits: bool = False) -> StepReply:
+        """Run ``n`` steps (``x_q`` int16 ``[n, D]``) starting at step index ``t0``."""
+        info = self._need_info()
+        x_q = np.asarray(x_q)
+        if x_q.ndim != 2 or x_q.shape[1] != info.input_dim:
+            raise ValueError(f"x_q must be [n, {info.input_dim}], got {list(x_q.shape)}")
+        if x_q.shape[0] > info.max_steps_per_frame:
+            raise ValueError(f"at most {info.max_steps_per_frame} steps per frame")
+        flags = (STEP_RESET if reset else 0) | (STEP_HIDDEN if hidden else 0) | (
+            STEP_LOGITS if logits else 0)
+        body = step_request(flags, t0, x_q)
+        timeout = self.timeouts.reply_timeout(len(body) + 64, steps=x_q.shape[0])
+        rep = self.command(CMD_STEP, body, timeout=timeout, what=f"step t={t0}")
+        t, cycles = struct.unpack_from("<HI", rep)
+        pos = 6
+        h = lg = None
+        if hidden:
+            h = np.frombuffer(rep, dtype="<i2", count=info.hidden_dim, offset=pos).astype(np.int16)
+            pos += 2 * info.hidden_dim
+        if logits:
+            lg = np.frombuffer(rep, dtype="<i4", count=info.num_classes, offset=pos).astype(np.int64)
+            pos += 4 * info.num_classes
+        if pos != len(rep):
+            raise LinkError(f"step reply has {len(rep)} bytes, expected {pos}")
+        if t != t0 + x_q.shape[0]:
+            raise SequenceBroken(f"device at step {t} after a frame expected to end at "
+                                 f"{t0 + x_q.shape[0]}")
+        return StepReply(t, cycles, h, lg)
+
+    def infer(self, x_q: np.ndarray, *, trace: bool = False) -> InferResult:
+        """Whole sequence ``[T, D]`` -> int logits and cycles; restarts the sequence on a device
+        reset or a broken step count (up to ``sequence_attempts`` times).
+
+        With ``trace`` every step is its own frame and returns the hidden state.
+        """
+        x_q = np.asarray(x_q, dtype=np.int16)
+        last: Exception | None = None
+        for attempt in range(self.timeouts.sequence_attempts):
+            if attempt:
+                self.stats.sequence_restarts += 1
+            try:
+                return self._infer_once(x_q, trace)
+            except DeviceReset as exc:
+                last = exc
+                self._rehandshake()
+            except SequenceBroken as exc:
+                last = exc
+        raise LinkError(f"sequence failed {self.timeouts.sequence_attempts} times: {last}")
+
+    def _infer_once(self, x_q: np.ndarray, trace: bool) -> InferResult:
+        info = self._need_info()
+        T = x_q.shape[0]
+        chunk = 1 if trace else max(1, info.max_steps_per_frame)
+        cycles = 0
+        hidden = [] if trace else None
+        if T == 0:
+            rep = self.step(x_q[:0], t0=0, reset=True, logits=True)
+            return InferResult(rep.logits, rep.cycles)
+        for t0 in range(0, T, chunk):
+            part = x_q[t0:t0 + chunk]
+            last = t0 + chunk >= T
+            rep = self.step(part, t0=t0, reset=(t0 == 0), hidden=trace, logits=last)
+            cycles += rep.cycles
+            if trace:
+                hidden.append(rep.hidden)
+        return InferResult(rep.logits, cycles, np.stack(hidden) if trace else None)
+
+    def _rehandshake(self) -> None:
+        before = self.info
+        self.drain()
+        after = self.handshake()
+        if before is not None and after.model_sha256 != before.model_sha256:
+            raise LinkError("the device came back running a different model")
+
+    def _need_info(self) -> DeviceInfo:
+        if self.info is None:
+            self.handshake()
+        assert self.info is not None
+        return self.info
+
+
+def open_port(url: str, baudrate: int = 115200):
+    """A pyserial port from a device path or any pyserial URL (``socket://``, ``loop://``...)."""
+    import serial
+
+    try:
+        return serial.serial_for_url(url, baudrate=baudrate, timeout=0.05, write_timeout=2.0)
+    except (serial.SerialException, OSError, ValueError) as exc:
+        raise LinkError(f"cannot open port {url}: {exc}") from exc

@@ -1,0 +1,348 @@
+"""``edgecompile flash DIR --port PORT``: upload a built project through PlatformIO.
+
+AVR boards upload with avrdude over the serial bootloader (``-c arduino`` for the Uno/Nano);
+the port is checked first (missing, not a serial device, held by another process), the upload
+has a timeout, and avrdude's failures come back as one clear line.
+
+For tests and users without a board, :class:`SimulatedUno` runs the Uno's Optiboot bootloader
+in simavr with its UART on a pty (``firmware/emulators/uno_optiboot_host.c``): the real avrdude
+programs the simulated flash exactly as it would a board on a USB serial port.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import queue
+import re
+import shutil
+import signal
+import stat
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import BoardError, BuildError, LinkError
+from ..resources import resource_dir
+from .boards import get_board
+from .platformio import choose_offline, run_pio
+from .project import read_project_config
+
+#: Upper bound of one upload (avrdude gives up after ~10 sync attempts well within it).
+UPLOAD_TIMEOUT_S = 120.0
+#: Compiling a host program or the bootloader.
+TOOL_COMPILE_TIMEOUT_S = 120.0
+#: Waiting for the simulated Uno's READY line.
+SIM_START_TIMEOUT_S = 10.0
+OPTIBOOT_SRC = Path("/usr/share/arduino/hardware/arduino/avr/bootloaders/optiboot")
+#: Debian's optiboot.c with the Makefile's flags plus those that make it fit 512 bytes
+#: (the shipped optiboot_atmega328.hex is 532 bytes and overwrites itself: see the notes).
+OPTIBOOT_FLAGS = (
+    "-g -Wall -Os -fno-inline-small-functions -fno-split-wide-types -mshort-calls -mrelax "
+    "-fno-caller-saves -fno-tree-scev-cprop -fno-jump-tables -fno-move-loop-invariants "
+    "-mmcu=atmega328p -DF_CPU=16000000L -DBAUD_RATE=115200 -DLED_START_FLASHES=3 "
+    "-Wl,--section-start=.text=0x7e00 -Wl,--section-start=.version=0x7ffe -Wl,--relax "
+    "-Wl,--gc-sections -nostartfiles -nostdlib"
+).split()
+HOST_CFLAGS = ["-O2", "-std=gnu99", "-Wall", "-Wextra", "-Werror", "-pedantic",
+               "-isystem", "/usr/include/simavr", "-isystem", "/usr/include/simavr/parts"]
+HOST_LIBS = ["-lsimavr", "-lutil", "-lpthread"]
+
+
+# --------------------------------------------------------------------------- port checks
+
+def port_holders(port: str) -> list[str]:
+    """Processes (``"pid name"``) other than this one that have ``port`` open (Linux /proc)."""
+    try:
+        target = os.path.realpath(port)
+    except OSError:
+        return []
+    me = os.getpid()
+    out = []
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return out
+    for pid_dir in proc.iterdir():
+        if not pid_dir.name.isdigit() or int(pid_dir.name) == me:
+            continue
+        try:
+            for fd in (pid_dir / "fd").iterdir():
+                try:
+                    if os.readlink(fd) == target:
+                        name = (pid_dir / "comm").read_text().strip()
+                        out.append(f"{pid_dir.name} {name}")
+                        break
+                except OSError:
+                    continue
+        except OSError:
+            continue
+    return sorted(out)
+
+
+def check_port(port: str) -> None:
+    """Raise :class:`LinkError` for a missing, non-serial or busy port."""
+    if not port:
+        raise LinkError("no serial port given (--port PORT, e.g. /dev/ttyACM0)")
+    if not os.path.exists(port):
+        raise LinkError(f"serial port {port} does not exist (is the board plugged in?)")
+    try:
+        mode = os.stat(port).st_mode
+    except OSError as exc:
+        raise LinkError(f"serial port {port} cannot be used: {exc.strerror}") from exc
+    if not stat.S_ISCHR(mode):
+        raise LinkError(f"{port} is not a serial device")
+    if not os.access(port, os.R_OK | os.W_OK):
+        raise LinkError(f"no permission to use {port} (add yourself to the 'dialout' group)")
+    holders = port_holders(port)
+    if holders:
+        raise LinkError(f"serial port {port} is busy (open in: {', '.join(holders)}); "
+                        "close the serial monitor or the program using it")
+
+
+_AVRDUDE_ERRORS = (
+    (re.compile(r"not in sync|not responding|stk500_getsync|stk500v2_getsync"),
+     "the board's bootloader does not answer on {port} (wrong port or board, or no bootloader)"),
+    (re.compile(r"ser_open\(\)|can't open device"), "avrdude cannot open {port}"),
+    (re.compile(r"verification error|content mismatch"), "verification after writing failed"),
+    (re.compile(r"Device signature = .* expected|signature.*mismatch|Expected signature",
+                re.IGNORECASE), "the chip on {port} is not the board's MCU"),
+)
+
+
+@dataclass
+class FlashResult:
+    port: str
+    env: str
+    seconds: float
+    output: str
+
+
+def flash_project(
+    project_dir: Path | str,
+    port: str,
+    *,
+    offline: bool | None = None,
+    timeout: float = UPLOAD_TIMEOUT_S,
+    echo: Callable[[str], None] | None = print,
+) -> FlashResult:
+    """Build (incrementally, with the budget checks) and upload the project to ``port``.
+
+    Raises :class:`LinkError` (missing/busy port), :class:`BoardError` (a board with no upload
+    path here) or :class:`BuildError` (failed upload, timeout).
+    """
+    from .build import build_project
+
+    say = echo or (lambda _s: None)
+    project_dir = Path(project_dir).resolve()
+    board = get_board(read_project_config(project_dir).get("board", ""))
+    if board.upload is None or board.upload.tool == "qemu":
+        raise BoardError(f"board '{board.id}' runs in an emulator, there is nothing to flash; "
+                         "use 'edgecompile verify --emulate'")
+    offline = choose_offline(offline)
+    if offline and board.family != "avr":
+        raise BoardError(f"flashing '{board.id}' needs {board.upload.tool} from the online "
+                         "PlatformIO environment; offline uploads are supported for AVR boards")
+    check_port(port)
+    result = build_project(project_dir, offline=offline, echo=echo)
+    say(f"uploading to {port} with {board.upload.tool} ({result.env})")
+    lines: list[str] = []
+    try:
+        res = run_pio(["run", "-e", result.env, "-t", "upload", "--upload-port", port],
+                      project_dir, timeout=timeout, on_line=lines.append)
+    except BuildError as exc:
+        raise BuildError(f"upload to {port} did not finish within {timeout:.0f} s "
+                         "(board not answering?)") from exc
+    if res.returncode != 0:
+        for pattern, msg in _AVRDUDE_ERRORS:
+            if any(pattern.search(ln) for ln in lines):
+                raise BuildError("upload failed: " + msg.format(port=port))
+        tail = next((ln for ln in reversed(lines) if ln.strip() and "=====" not in ln), "")
+        raise BuildError(f"upload to {port} failed: {tail.strip()}")
+    verified = [ln for ln in lines if "bytes of flash verified" in ln]
+    say(f"flashed {port} in {res.seconds:.1f} s" + (f" ({verified[-1].split(':', 1)[-1].strip()})"
+                                                    if verified else ""))
+    return FlashResult(port, result.env, res.seconds, res.output)
+
+
+# ----------------------------------------------------------------- cached host-side tools
+
+def cache_dir() -> Path:
+    """``$EDGECOMPILE_CACHE`` or ``~/.cache/edgecompile`` (created)."""
+    d = Path(os.environ.get("EDGECOMPILE_CACHE") or Path.home() / ".cache" / "edgecompile")
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def _cached(name: str, inputs: list[bytes], make: Callable[[Path], None]) -> Path:
+    """A file in the cache keyed by the hash of ``inputs``, made atomically by ``make(tmp)``."""
+    key = hashlib.sha256(b"\0".join(inputs)).hexdigest()[:16]
+    out = cache_dir() / f"{name}-{key}"
+    if out.exists():
+        return out
+    with tempfile.TemporaryDirectory(dir=cache_dir(), prefix=".tmp-") as tmp:
+        target = Path(tmp) / out.name
+        make(target)
+        os.replace(target, out)
+    return out
+
+
+def _run_tool(cmd: list[str], what: str) -> None:
+    try:
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=TOOL_COMPILE_TIMEOUT_S,
+                             check=False)
+    except FileNotFoundError as exc:
+        raise BuildError(f"{what}: '{cmd[0]}' is not installed") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise BuildError(f"{what}: took longer than {TOOL_COMPILE_TIMEOUT_S:.0f} s") from exc
+    if res.returncode != 0:
+        raise BuildError(f"{what} failed: {res.stderr.strip()[:400]}")
+
+
+def optiboot_hex() -> Path:
+    """Debian's Optiboot for the Uno rebuilt to fit its 512-byte boot section (cached)."""
+    src = OPTIBOOT_SRC / "optiboot.c"
+    if not src.is_file():
+        raise BuildError(f"{src} is missing (Debian package arduino-core-avr)")
+
+    def make(target: Path) -> None:
+        elf = target.with_suffix(".elf")
+        _run_tool(["avr-gcc", *OPTIBOOT_FLAGS, f"-I{OPTIBOOT_SRC}", str(src), "-o", str(elf)],
+                  "building Optiboot")
+        _run_tool(["avr-objcopy", "-O", "ihex", str(elf), str(elf.with_suffix(".ihex"))],
+                  "converting Optiboot")
+        text = elf.with_suffix(".ihex").read_text().splitlines()
+        # Drop the start-address record (type 03): libsimavr's hex reader does not take it.
+        target.write_text("\n".join(ln for ln in text if ln[7:9] != "03") + "\n")
+
+    deps = [src.read_bytes(), (OPTIBOOT_SRC / "boot.h").read_bytes(),
+            (OPTIBOOT_SRC / "pin_defs.h").read_bytes(), " ".join(OPTIBOOT_FLAGS).encode()]
+    return _cached("optiboot_atmega328.hex", deps, make)
+
+
+def host_program(name: str) -> Path:
+    """``firmware/emulators/<name>.c`` compiled against libsimavr (cached by source hash)."""
+    src = resource_dir("firmware") / "emulators" / f"{name}.c"
+    if not src.is_file():
+        raise BuildError(f"{src} is missing")
+    if shutil.which("gcc") is None:
+        raise BuildError("gcc is not installed (needed for the simavr host programs)")
+
+    def make(target: Path) -> None:
+        _run_tool(["gcc", *HOST_CFLAGS, str(src), "-o", str(target), *HOST_LIBS],
+                  f"compiling {src.name}")
+
+    return _cached(name, [src.read_bytes(), " ".join(HOST_CFLAGS + HOST_LIBS).encode()], make)
+
+
+class SimulatedUno:
+    """An Uno with Optiboot in simavr, its UART on a pty: a port that avrdude can program.
+
+    ::
+
+        with SimulatedUno() as uno:
+            flash_project(project, uno.port)
+            uno.wait_event("APP_START")
+            image = uno.dump_flash()
+
+    Events (lines of the host program): PTY, READY, RESET, APP_START, DUMP, EXIT.
+    """
+
+    def __init__(self, link: str | Path | None = None, max_seconds: float = 600.0) -> None:
+        self._tmp = tempfile.TemporaryDirectory(prefix="ec-uno-")
+        self.port = str(link or Path(self._tmp.name) / "uno.pty")
+        self.dump_path = Path(self._tmp.name) / "flash.bin"
+        self.max_seconds = max_seconds
+        self.events: list[str] = []
+        self._q: queue.Queue[str] = queue.Queue()
+        self.proc: subprocess.Popen[str] | None = None
+
+    def __enter__(self) -> SimulatedUno:
+        cmd = [str(host_program("uno_optiboot_host")), "-l", self.port, "-d", str(self.dump_path),
+               "-t", str(self.max_seconds), str(optiboot_hex())]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, text=True)
+        threading.Thread(target=self._reader, daemon=True).start()
+        try:
+            self.wait_event("READY", SIM_START_TIMEOUT_S)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _reader(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._q.put(line.rstrip("\n"))
+        self._q.put("EXIT eof")
+
+    def wait_event(self, name: str, timeout: float = 10.0) -> str:
+        """Wait for the next event line starting with ``name``; LinkError on timeout/exit."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise LinkError(f"simulated Uno: no {name} within {timeout:.0f} s "
+                                f"(events: {' | '.join(self.events[-5:])})")
+            try:
+                line = self._q.get(timeout=left)
+            except queue.Empty:
+                continue
+            self.events.append(line)
+            if line.startswith(name):
+                return line
+            if line.startswith("EXIT"):
+                raise LinkError(f"simulated Uno stopped ({line}) while waiting for {name}")
+
+    def dump_flash(self, timeout: float = 5.0) -> bytes:
+        """The simulated chip's whole flash (32 KB)."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGUSR1)
+        line = self.wait_event("DUMP", timeout)
+        if line.strip() == "DUMP failed":
+            raise LinkError("simulated Uno: flash dump failed")
+        return self.dump_path.read_bytes()
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        self._tmp.cleanup()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def hex_to_bin(hex_path: Path) -> bytes:
+    """The bytes an Intel hex file puts at address 0.. (gaps as 0xFF)."""
+    mem: dict[int, int] = {}
+    base = 0
+    for line in Path(hex_path).read_text().splitlines():
+        if not line.startswith(":"):
+            continue
+        raw = bytes.fromhex(line[1:])
+        n, addr, kind = raw[0], (raw[1] << 8) | raw[2], raw[3]
+        if kind == 0:
+            for i in range(n):
+                mem[base + addr + i] = raw[4 + i]
+        elif kind == 2:
+            base = ((raw[4] << 8) | raw[5]) << 4
+        elif kind == 4:
+            base = ((raw[4] << 8) | raw[5]) << 16
+    if not mem:
+        return b""
+    out = bytearray(b"\xff" * (max(mem) + 1))
+    for a, v in mem.items():
+        out[a] = v
+    return bytes(out)
+
+
+__all__ = ["FlashResult", "SimulatedUno", "check_port", "flash_project", "hex_to_bin",
+           "host_program", "optiboot_hex", "port_holders"]

@@ -1,0 +1,202 @@
+"""Running PlatformIO Core as a subprocess, with a project-local core dir that works offline.
+
+PlatformIO keeps its packages and platforms in ``PLATFORMIO_CORE_DIR``. edgecompile never touches
+the user's ``~/.platformio`` unless asked (``EDGECOMPILE_PIO_CORE_DIR``): each project gets
+``<project>/.edgecompile/core`` holding
+
+* ``packages/tool-scons``: a shim over the SCons from PyPI (the registry cannot be reached
+  offline; PlatformIO only accepts the folder with a ``.piopm`` owned by "platformio"),
+* ``appstate.json`` with ``last_version`` = the installed PlatformIO, so that PlatformIO does not
+  "upgrade" its core packages over the network on first use,
+
+and every run has telemetry and the upgrade check switched off.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import BuildError
+
+#: Where the PlatformIO registry lives; probed (once, briefly) to decide online vs offline.
+REGISTRY_HOST = "api.registry.platformio.org"
+REGISTRY_PROBE_TIMEOUT_S = 2.0
+#: Default upper bound of one ``pio`` invocation (online builds may download toolchains).
+PIO_TIMEOUT_S = 900.0
+CORE_SUBDIR = ".edgecompile/core"
+
+
+def pio_versions() -> tuple[str, str]:
+    """(installed PlatformIO version, the tool-scons version it requires)."""
+    import platformio
+    from platformio.dependencies import get_core_dependencies
+
+    spec = get_core_dependencies()["tool-scons"]
+    return platformio.__version__, spec.lstrip("~^=<> ")
+
+
+def core_dir_for(project_dir: Path) -> Path:
+    """The PlatformIO core dir used for ``project_dir`` (``EDGECOMPILE_PIO_CORE_DIR`` overrides)."""
+    env = os.environ.get("EDGECOMPILE_PIO_CORE_DIR")
+    return Path(env).expanduser().resolve() if env else Path(project_dir).resolve() / CORE_SUBDIR
+
+
+def _write_if_changed(path: Path, text: str) -> None:
+    if not path.is_file() or path.read_text() != text:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+
+def prepare_core_dir(core_dir: Path) -> Path:
+    """Create (idempotently) the tool-scons shim and appstate.json in ``core_dir``."""
+    try:
+        import SCons  # noqa: F401
+    except ImportError as exc:  # pragma: no cover - packaging error
+        raise BuildError("SCons is not installed (pip install scons==4.11.1)") from exc
+    pio_version, scons_version = pio_versions()
+    pkg = core_dir / "packages" / "tool-scons"
+    _write_if_changed(pkg / "package.json",
+                      json.dumps({"name": "tool-scons", "version": scons_version}) + "\n")
+    _write_if_changed(pkg / ".piopm", json.dumps({
+        "type": "tool", "name": "tool-scons", "version": scons_version,
+        "spec": {"owner": "platformio", "id": None, "name": "tool-scons",
+                 "requirements": None, "uri": None},
+    }) + "\n")
+    _write_if_changed(pkg / "scons.py",
+                      "import sys\nfrom SCons.Script.Main import main\nsys.exit(main())\n")
+    state_path = core_dir / "appstate.json"
+    state = {}
+    if state_path.is_file():
+        try:
+            state = json.loads(state_path.read_text())
+        except ValueError:
+            state = {}
+    if state.get("last_version") != pio_version:
+        state["last_version"] = pio_version
+        state.setdefault("settings", {})["check_platformio_interval"] = 36500
+        state_path.write_text(json.dumps(state, indent=2) + "\n")
+    return core_dir
+
+
+def pio_env(core_dir: Path) -> dict[str, str]:
+    """Environment variables for a ``pio`` subprocess."""
+    env = dict(os.environ)
+    env.update({
+        "PLATFORMIO_CORE_DIR": str(core_dir),
+        "PLATFORMIO_SETTING_ENABLE_TELEMETRY": "No",
+        "PLATFORMIO_SETTING_CHECK_PLATFORMIO_INTERVAL": "36500",
+        "PLATFORMIO_DISABLE_UPGRADE_CHECK": "true",
+        "PLATFORMIO_NO_ANSI": "true",
+        "PLATFORMIO_DISABLE_PROGRESSBAR": "true",
+        # The venv's scripts (and so SCons's python) first; PlatformIO adds toolchain dirs itself.
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
+    })
+    return env
+
+
+def registry_reachable(timeout: float = REGISTRY_PROBE_TIMEOUT_S) -> bool:
+    """True if the PlatformIO registry answers a TCP connect (one short probe)."""
+    try:
+        with socket.create_connection((REGISTRY_HOST, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def choose_offline(offline: bool | None) -> bool:
+    """``offline`` as given, else ``EDGECOMPILE_OFFLINE=1``, else probe the registry."""
+    if offline is not None:
+        return offline
+    env = os.environ.get("EDGECOMPILE_OFFLINE", "").strip().lower()
+    if env in ("1", "true", "yes"):
+        return True
+    if env in ("0", "false", "no"):
+        return False
+    return not registry_reachable()
+
+
+def _group_alive(pgid: int) -> bool:
+    """True while a process of group ``pgid`` is alive (zombies do not count)."""
+    for stat_path in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat_path.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+            return True
+    return False
+
+
+def _wait_group_gone(pgid: int, limit: float = 5.0) -> None:
+    """After killing a process group: wait until its members (e.g. avrdude) have exited,
+    so that the serial port is free again when we return."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline and Path("/proc").is_dir() and _group_alive(pgid):
+        time.sleep(0.02)
+
+
+@dataclass
+class PioResult:
+    returncode: int
+    output: str
+    seconds: float
+
+
+def run_pio(
+    args: Sequence[str],
+    project_dir: Path,
+    *,
+    timeout: float = PIO_TIMEOUT_S,
+    on_line: Callable[[str], None] | None = None,
+) -> PioResult:
+    """Run ``python -m platformio ARGS`` in ``project_dir`` with its own core dir.
+
+    Output lines go to ``on_line`` as they come; the process is killed after ``timeout`` s
+    (raises :class:`BuildError`).
+    """
+    project_dir = Path(project_dir).resolve()
+    core = prepare_core_dir(core_dir_for(project_dir))
+    cmd = [sys.executable, "-m", "platformio", *args]
+    t0 = time.monotonic()
+    try:
+        proc = subprocess.Popen(
+            cmd, cwd=project_dir, env=pio_env(core), stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, errors="replace",
+            start_new_session=True,
+        )
+    except OSError as exc:
+        raise BuildError(f"cannot run PlatformIO: {exc}") from exc
+    lines: list[str] = []
+    timed_out = threading.Event()
+
+    def _kill() -> None:
+        timed_out.set()
+        try:
+            os.killpg(proc.pid, 9)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    timer = threading.Timer(timeout, _kill)
+    timer.start()
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if on_line is not None:
+                on_line(line.rstrip("\n"))
+        proc.wait()
+    finally:
+        timer.cancel()
+    if timed_out.is_set():
+        _wait_group_gone(proc.pid)
+        raise BuildError(f"'pio {' '.join(args)}' took longer than {timeout:.0f} s and was stopped")
+    return PioResult(proc.returncode, "".join(lines), time.monotonic() - t0)

@@ -1,0 +1,78 @@
+"""Training inputs from ``X.npy`` + ``y.npy`` or from a UEA/UCR ``.ts`` file."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..data import load_sequences
+from ..errors import DataError
+from ..tsfile import read_ts
+
+
+@dataclass
+class TrainingData:
+    X: np.ndarray  # raw float64 [N, T, D], variable-length series front-padded
+    y: np.ndarray  # int64 [N] in 0..C-1
+    lengths: np.ndarray | None  # real lengths before padding (.ts only)
+    class_labels: list[str] | None  # .ts class names in label order
+
+
+def _labels_npy(path: str | os.PathLike, n: int) -> np.ndarray:
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"{p}: no such file")
+    try:
+        y = np.load(p, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise DataError(f"{p}: not a readable .npy array ({exc})") from None
+    if y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
+        y = y.astype(np.int64)
+    if y.dtype.kind not in "iu":
+        raise DataError(f"{p}: dtype {y.dtype}, expected integer class labels")
+    y = y.reshape(-1).astype(np.int64)
+    if y.size != n:
+        raise DataError(f"{p}: {y.size} labels for {n} sequences")
+    if y.min() < 0:
+        raise DataError(f"{p}: labels must be class ids 0..C-1 (found {y.min()})")
+    return y
+
+
+def load_training_data(
+    data: str | os.PathLike,
+    labels: str | os.PathLike | None = None,
+    length: int | None = None,
+    pad: str = "edge",
+) -> TrainingData:
+    """Read ``data`` (``.npy`` [N,T,D] or ``.ts``) and the labels (``labels`` wins if given).
+
+    ``.ts`` series are front-padded to ``length`` (default: the longest), see
+    :mod:`edgecompile.tsfile`; ``length`` also truncates/pads ``.npy`` input the same way.
+    """
+    if str(data).lower().endswith(".ts"):
+        ds = read_ts(data)
+        X = ds.padded(length, pad)
+        lengths = np.minimum(ds.lengths, X.shape[1])
+        classes = ds.class_labels
+        if labels is not None:
+            y = _labels_npy(labels, X.shape[0])
+        elif ds.labels is not None:
+            y = ds.labels
+        else:
+            raise DataError(f"{data}: the file has no class labels (@classLabel false); give --labels")
+    else:
+        if labels is None:
+            raise DataError("--labels y.npy is required with .npy data (only .ts files carry labels)")
+        X = load_sequences(data)
+        if length is not None and length != X.shape[1]:
+            from ..tsfile import pad_series
+
+            X = pad_series(list(X), length, pad)
+        lengths, classes = None, None
+        y = _labels_npy(labels, X.shape[0])
+    if np.unique(y).size < 2:
+        raise DataError(f"{labels or data}: training needs at least two classes")
+    return TrainingData(X=X, y=y, lengths=lengths, class_labels=classes)

@@ -1,0 +1,7 @@
+/* Host process: 64 time steps per STEP frame. */
+#ifndef ECH_HAL_CONFIG_H
+#define ECH_HAL_CONFIG_H
+#ifndef ECH_MAX_STEPS_PER_FRAME
+#define ECH_MAX_STEPS_PER_FRAME 64
+#endif
+#endif

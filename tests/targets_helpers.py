@@ -1,0 +1,34 @@
+"""Helpers for the boards/build/flash tests: projects with the hand-written stand-in library."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from edgecompile.targets.project import project_files, write_files
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+STANDIN_LIB = FIXTURES / "standin" / "lib"
+STANDIN_MAIN = FIXTURES / "standin" / "src"
+
+
+def make_project(root: Path, board: str, *, harness: bool = True, src: Path | None = None,
+                 framework: str | None = None, lib: Path = STANDIN_LIB) -> Path:
+    """A project for ``board``: project_files() + the stand-in model library (+ ``src``)."""
+    d = root / board
+    write_files(d, project_files(board, "tiny", harness=harness, framework=framework))
+    shutil.copytree(lib, d / "lib", dirs_exist_ok=True)
+    if src is not None:
+        shutil.copytree(src, d / "src", dirs_exist_ok=True)
+    return d
+
+
+def set_define(project: Path, name: str, value: int) -> None:
+    """Change ``#define NAME value`` in the stand-in library header of ``project``."""
+    h = project / "lib" / "tiny" / "src" / "tiny.h"
+    lines = []
+    for line in h.read_text().splitlines():
+        if line.startswith(f"#define {name} "):
+            line = f"#define {name} {value}"
+        lines.append(line)
+    h.write_text("\n".join(lines) + "\n")

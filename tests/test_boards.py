@@ -1,0 +1,181 @@
+"""Board profiles, generated project files, PlatformIO core set-up, budget arithmetic (fast)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+from click.testing import CliRunner
+
+from edgecompile.cli import main
+from edgecompile.errors import BoardError
+from edgecompile.resources import resource_dir
+from edgecompile.targets.boards import get_board, list_boards, profile_from_dict
+from edgecompile.targets.budget import BudgetReport, check_budget, classify
+from edgecompile.targets.platformio import pio_versions, prepare_core_dir
+from edgecompile.targets.project import project_files
+
+from .targets_helpers import FIXTURES
+
+REQUIRED = ["uno", "nano", "megaatmega2560", "native", "lm3s6965evb", "mps2-an385", "mps2-an386",
+            "mps2-an500", "nano33ble", "nucleo_f401re", "bluepill_f103c8", "pico"]
+EMULATED = ["lm3s6965evb", "mps2-an385", "mps2-an386", "mps2-an500"]
+
+
+def test_every_required_board_has_a_valid_profile():
+    ids = [b.id for b in list_boards()]
+    assert ids == sorted(ids)
+    for bid in REQUIRED:
+        b = get_board(bid)
+        assert b.id == bid and b.name and b.cycle_counter
+        assert b.offline_board_json is not None or b.family == "native"
+        if b.family != "native":
+            assert b.flash_bytes > 0 and b.ram_bytes > 0 and b.f_cpu_hz > 0
+    for bid in EMULATED:
+        assert get_board(bid).emulator.kind == "qemu"
+        assert get_board(bid).emulator.machine == bid
+    for bid in ("nano33ble", "nucleo_f401re", "bluepill_f103c8", "pico"):
+        assert get_board(bid).online["platform"] in ("nordicnrf52", "ststm32", "raspberrypi")
+
+
+def test_uno_budget_is_the_issue_budget():
+    uno = get_board("uno")
+    assert (uno.flash_bytes, uno.ram_bytes, uno.stack_reserve_bytes) == (32256, 2048, 512)
+    assert uno.online == {"platform": "atmelavr", "board": "uno"}
+    assert uno.offline_board_json["upload"]["maximum_size"] == 32256
+    assert uno.emulator.kind == "simavr" and uno.upload.tool == "avrdude"
+
+
+def test_unknown_board_lists_the_valid_ids():
+    with pytest.raises(BoardError) as err:
+        get_board("uno2")
+    msg = str(err.value)
+    assert "uno2" in msg and all(bid in msg for bid in REQUIRED)
+
+
+def test_profile_validation_names_the_problem(tmp_path):
+    rec = json.loads((resource_dir("boards") / "uno.json").read_text())
+    rec["family"] = "pic"
+    with pytest.raises(BoardError, match="family 'pic'"):
+        profile_from_dict(rec)
+    del rec["pio"]
+    rec["family"] = "avr"
+    with pytest.raises(BoardError, match="missing key 'pio'"):
+        profile_from_dict(rec)
+
+
+def test_boards_command_lists_memory_and_emulator(tmp_path):
+    out = tmp_path / "boards.json"
+    res = CliRunner().invoke(main, ["boards", "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    for bid in REQUIRED:
+        assert bid in res.output
+    assert "qemu:mps2-an386" in res.output and "simavr:atmega328p" in res.output
+    uno_line = next(ln for ln in res.output.splitlines() if ln.startswith("uno "))
+    assert "32256 B" in uno_line and "2 KB" in uno_line
+    data = json.loads(out.read_text())
+    recs = {b["id"]: b for b in data["boards"]}
+    assert set(REQUIRED) <= set(recs)
+    assert recs["uno"]["flash_bytes"] == 32256 and recs["uno"]["ram_bytes"] == 2048
+    assert recs["mps2-an500"]["emulator"] == {"kind": "qemu", "machine": "mps2-an500"}
+
+
+def test_project_files_are_deterministic_and_relative():
+    a = project_files("uno", "tiny")
+    b = project_files(get_board("uno"), "tiny")
+    assert a == b and list(a) == sorted(a)
+    ini = a["platformio.ini"].decode()
+    assert "[env:uno]\nboard = uno\nplatform = atmelavr\n" in ini
+    assert "[env:uno_offline]\nplatform = symlink://.edgecompile/platform\nboard = ec_uno\n" in ini
+    assert "default_envs = uno\n" in ini and "model = tiny" in ini
+    for path, data in a.items():
+        assert not path.startswith("/") and ".." not in path
+        if path.endswith((".ini", ".json", ".py")):
+            text = data.decode()
+            assert "/work/" not in text and "/tmp/" not in text and "/home/" not in text, path
+    assert json.loads(a["boards/ec_uno.json"])["build"]["mcu"] == "atmega328p"
+    assert ".edgecompile/platform/platform.json" in a
+    assert ".edgecompile/platform/cortexm/startup.c" in a
+
+
+def test_project_files_take_the_whole_harness_for_the_family():
+    fw = resource_dir("firmware")
+    for bid in ("uno", "mps2-an385", "lm3s6965evb", "native"):
+        board = get_board(bid)
+        files = project_files(board, "tiny")
+        want = {f"src/{p.name}" for p in (fw / "harness").glob("*") if p.suffix in (".c", ".h", ".def")}
+        want |= {f"src/{p.name}" for p in (fw / "hal" / board.hal).glob("*")}
+        assert want and want == {k for k in files if k.startswith("src/")}
+
+
+def test_board_without_offline_standard_platform_has_only_the_offline_env():
+    ini = project_files("mps2-an386", "m").get("platformio.ini").decode()
+    assert "[env:mps2_an386_offline]" in ini and "default_envs = mps2_an386_offline" in ini
+    assert ini.count("[env:") == 1
+    assert '"cpu": "cortex-m4"' in project_files("mps2-an386", "m")["boards/ec_mps2_an386.json"].decode()
+
+
+def test_project_files_refusals():
+    with pytest.raises(BoardError, match="C identifier"):
+        project_files("uno", "my-model")
+    with pytest.raises(BoardError, match="no firmware harness"):
+        project_files("pico", "m")
+    with pytest.raises(BoardError, match="AVR"):
+        project_files("lm3s6965evb", "m", harness=False, framework="arduino")
+    assert "src/ech_main.c" not in project_files("pico", "m", harness=False)
+
+
+def test_core_dir_has_the_scons_shim_and_pinned_appstate(tmp_path):
+    core = prepare_core_dir(tmp_path / "core")
+    pio, scons = pio_versions()
+    assert scons.startswith("4.4110")
+    piopm = json.loads((core / "packages/tool-scons/.piopm").read_text())
+    assert piopm["spec"]["owner"] == "platformio" and piopm["version"] == scons
+    assert json.loads((core / "appstate.json").read_text())["last_version"] == pio
+    before = (core / "appstate.json").stat().st_mtime_ns
+    prepare_core_dir(core)  # idempotent
+    assert (core / "appstate.json").stat().st_mtime_ns == before
+
+
+def test_section_classification_per_family():
+    secs = [(".text", 100), (".progmem.data", 50), (".data", 10), (".rodata", 4), (".bss", 20),
+            (".noinit", 2), (".comment", 99), (".debug_info", 500)]
+    assert classify("avr", secs) == (164, 36)
+    assert classify("cortex-m", secs) == (114, 32)  # no PROGMEM on Arm
+
+
+def _report(flash, ram, parts=None):
+    return BudgetReport("uno", "estimate", flash, 32256, ram, 2048, 512, parts or {
+        "lib/m": {"flash": flash - 1000, "ram": ram // 2}, "harness": {"flash": 1000, "ram": ram // 2}})
+
+
+def test_budget_refusal_names_what_to_change(tmp_path):
+    assert check_budget(_report(32256, 1536)).ok  # exactly at the limits fits
+    with pytest.raises(BoardError) as err:
+        check_budget(_report(32257, 100))
+    msg = str(err.value)
+    assert "32257 B of flash" in msg and "32256" in msg
+    assert "rank" in msg and "sparsity" in msg and "hidden size" in msg
+    with pytest.raises(BoardError) as err:
+        check_budget(_report(2000, 1537))
+    assert "1537 B of static RAM + 512 B of stack" in str(err.value)
+    assert "hidden size" in str(err.value)
+
+
+def test_budget_refusal_suggests_8_bit_weights_for_a_16_bit_library(tmp_path):
+    h = tmp_path / "lib" / "m" / "src" / "m.h"
+    h.parent.mkdir(parents=True)
+    h.write_text("#define M_WEIGHT_BITS 16\n")
+    with pytest.raises(BoardError, match="--bits 8"):
+        check_budget(_report(40000, 100), tmp_path)
+
+
+def test_standin_library_is_clean_c99():
+    src = FIXTURES / "standin" / "lib" / "tiny" / "src"
+    for cc in ("gcc", "avr-gcc", "arm-none-eabi-gcc"):
+        extra = {"avr-gcc": ["-mmcu=atmega328p"], "arm-none-eabi-gcc": ["-mcpu=cortex-m3", "-mthumb"]}
+        res = subprocess.run([cc, "-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-Os",
+                              *extra.get(cc, []), "-c", str(src / "tiny.c"), "-o", "/dev/null"],
+                             capture_output=True, text=True, timeout=60)
+        assert res.returncode == 0, (cc, res.stderr)

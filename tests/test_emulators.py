@@ -1,0 +1,234 @@
+"""End to end through the real toolchains and emulators: the harness with generated model
+libraries on native, the emulated Uno (simavr) and the emulated M3/M4/M7 (QEMU), bit for bit
+against the simulator; reset detection, parallel runs, clean shutdown, timing calibration."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgecompile.errors import CheckFailed
+from edgecompile.link.client import Client
+from edgecompile.link.emulators import (
+    QEMU_INSTRUCTIONS_PER_SYSTICK,
+    emulate,
+    run_native,
+    run_qemu,
+    run_simavr,
+)
+from edgecompile.verify import run_parity
+
+from . import harness_build as hb
+from . import standin
+from .models import make_inputs, make_model
+
+pytestmark = pytest.mark.slow
+
+BOARDS = ["native", "simavr", "lm3s6965evb", "mps2-an385", "mps2-an386", "mps2-an500"]
+MODELS = {
+    "dense": dict(D=6, H=8, C=4),
+    "lowrank_sparse": dict(D=8, H=16, C=5, wrank=3, urank=4, sparsity=0.5),
+    "fastrnn": dict(cell="FastRNN", D=6, H=8, C=4, update_nl="quantTanh"),
+}
+
+
+def start(board: str, out: Path, model_dir: Path = hb.STANDIN):
+    if board == "native":
+        return run_native(hb.build_native(out, model_dir))
+    if board == "simavr":
+        hb.need("simavr")
+        return run_simavr(hb.build_avr(out, model_dir))
+    hb.need("qemu-system-arm")
+    return run_qemu(hb.build_cortexm(out, board, model_dir), board)
+
+
+@pytest.fixture(scope="module")
+def libraries(tmp_path_factory):
+    """Generated C libraries (the real quantizer + codegen) for every model and width."""
+    from edgecompile.codegen.render import render_library
+    from edgecompile.quant import quantize
+
+    root = tmp_path_factory.mktemp("libs")
+    libs = {}
+    for name, cfg in MODELS.items():
+        fm = make_model(**cfg)
+        X = make_inputs(fm, n=8, T=12)
+        for bits in (8, 16):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                qm = quantize(fm, bits, X)
+            for rel, data in render_library(qm, "mdl").items():
+                path = root / f"{name}{bits}" / rel
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(data)
+            libs[(name, bits)] = (root / f"{name}{bits}" / "src", fm, qm, X)
+    return libs
+
+
+@pytest.mark.parametrize("board", BOARDS)
+def test_generated_models_bit_exact(board, libraries, tmp_path):
+    """Dense, low-rank + sparse and FastRNN models at int8 and int16 agree bit for bit."""
+    for (name, bits), (src, fm, qm, X) in libraries.items():
+        out = tmp_path / f"{name}{bits}"
+        out.mkdir()
+        with start(board, out, src) as emu:
+            port = emu.open()
+            try:
+                client = Client(port)
+                client.handshake()
+                machine = board if board not in ("native", "simavr") else None
+                report = run_parity(client, qm, X, emulator=emu.kind, machine=machine,
+                                    expected_sha256=fm.sha256, trace=True)
+            finally:
+                port.close()
+        assert report.ok, (name, bits, report.render())
+        assert report.exact_match == 1.0 and report.max_abs_diff_lsb == 0
+        assert report.first_divergence is None
+        assert report.cycles_per_inference and report.cycles_per_inference > 0
+
+
+def test_wrong_model_hash_is_a_failed_check(libraries, tmp_path):
+    src, fm, qm, X = libraries[("dense", 8)]
+    with start("native", tmp_path, src) as emu:
+        port = emu.open()
+        client = Client(port)
+        client.handshake()
+        with pytest.raises(CheckFailed, match="another model"):
+            run_parity(client, qm, X, expected_sha256="ab" * 32)
+        port.close()
+
+
+class ResetOnce:
+    """Port wrapper: resets the simulated AVR just before the n-th frame is written."""
+
+    def __init__(self, port, emu, at: int):
+        self.port, self.emu, self.at, self.n = port, emu, at, 0
+
+    timeout = property(lambda s: s.port.timeout, lambda s, v: setattr(s.port, "timeout", v))
+    in_waiting = property(lambda s: s.port.in_waiting)
+
+    def write(self, data):
+        self.n += 1
+        if self.n == self.at:
+            self.emu.reset()
+            deadline = time.monotonic() + 5
+            while "RESET" not in self.emu.events() and time.monotonic() < deadline:
+                time.sleep(0.01)
+        return self.port.write(data)
+
+    def read(self, n):
+        return self.port.read(n)
+
+    def flush(self):
+        self.port.flush()
+
+    def reset_input_buffer(self):
+        self.port.reset_input_buffer()
+
+
+def test_simavr_reset_mid_sequence_is_detected(tmp_path):
+    with start("simavr", tmp_path) as emu:
+        port = emu.open()
+        client = Client(ResetOnce(port, emu, at=5))
+        client.handshake()
+        x = np.random.default_rng(5).integers(-900, 900, (40, standin.D)).astype(np.int16)
+        res = client.infer(x)
+        np.testing.assert_array_equal(res.logits, standin.run(x)[0])
+        assert "RESET" in emu.events()
+        assert client.stats.device_resets == 1 and client.stats.sequence_restarts == 1
+        port.close()
+
+
+def test_parallel_runs_do_not_clash(tmp_path):
+    boards = ["simavr", "simavr", "mps2-an385", "mps2-an385", "native"]
+    errors: list[BaseException] = []
+    urls: list[str] = []
+    together = threading.Barrier(len(boards), timeout=60)  # all running at the same time
+
+    def one(i: int, board: str) -> None:
+        try:
+            out = tmp_path / str(i)
+            out.mkdir()
+            with start(board, out) as emu:
+                urls.append(emu.url)
+                port = emu.open()
+                client = Client(port)
+                client.handshake()
+                together.wait()
+                for seed in range(3):
+                    x = np.random.default_rng(seed + 10 * i).integers(
+                        -500, 500, (17, standin.D)).astype(np.int16)
+                    assert np.array_equal(client.infer(x).logits, standin.run(x)[0])
+                port.close()
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+            together.abort()
+
+    threads = [threading.Thread(target=one, args=(i, b)) for i, b in enumerate(boards)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors
+    assert len(set(urls)) == len(boards)
+
+
+@pytest.mark.parametrize("board", ["native", "simavr", "mps2-an385"])
+@pytest.mark.parametrize("exc", [RuntimeError, KeyboardInterrupt])
+def test_no_orphan_process_on_failure(board, exc, tmp_path):
+    procs = []
+    with pytest.raises(exc):
+        with start(board, tmp_path) as emu:
+            procs.append(emu.proc)
+            raise exc("boom")
+    assert procs[0].poll() is not None
+
+
+def test_emulate_context_manager_and_startup_time(tmp_path):
+    elf = hb.build_avr(tmp_path)
+    t0 = time.monotonic()
+    with emulate("simavr", elf) as emu:
+        assert emu.startup_s is not None and emu.startup_s < 5
+        port = emu.open()
+        client = Client(port)
+        client.handshake()
+        first_reply = time.monotonic() - t0
+        t1 = time.monotonic()
+        for _ in range(20):
+            assert client.echo(b"\x00\x01" * 16) == b"\x00\x01" * 16
+        rtt = (time.monotonic() - t1) / 20
+        port.close()
+    assert first_reply < 5 and rtt < 0.1
+
+
+@pytest.mark.parametrize("machine", sorted(QEMU_INSTRUCTIONS_PER_SYSTICK))
+def test_qemu_systick_calibration(machine, tmp_path):
+    """The instructions-per-SysTick-count table that verify reports cycles with is right."""
+    family, cpu, f_cpu, (fo, fs), (ro, rs) = hb.QEMU_BOARDS[machine]
+    ld = (hb.CORTEXM / "cortexm.ld.in").read_text()
+    for key, val in (("FLASH_ORIGIN", fo), ("FLASH_SIZE", fs), ("RAM_ORIGIN", ro),
+                     ("RAM_SIZE", rs), ("STACK_SIZE", 2048)):
+        ld = ld.replace(f"@{key}@", hex(val))
+    (tmp_path / "cal.ld").write_text(ld)
+    elf = tmp_path / "cal.elf"
+    cal = Path(__file__).resolve().parent / "fixtures" / "cal" / "systick_cal.c"
+    subprocess.run([hb.need("arm-none-eabi-gcc"), "-Os", f"-mcpu={cpu}", "-mthumb",
+                    f"-DF_CPU={f_cpu}", f"-I{hb.HARNESS}", f"-I{hb.HAL / family}", str(cal),
+                    *map(str, sorted((hb.HAL / family).glob("*.c"))),
+                    str(hb.CORTEXM / "startup.c"), "-nostartfiles", "--specs=nosys.specs",
+                    "-T", str(tmp_path / "cal.ld"), "-o", str(elf)], check=True)
+    with run_qemu(elf, machine) as emu:
+        port = emu.open()
+        port.timeout = 5
+        for _ in range(2):  # the second reading runs from the translation cache
+            port.write(b"x")
+            line = port.readline()
+        port.close()
+    counts = int(line, 16)
+    assert abs(200_000 / counts - QEMU_INSTRUCTIONS_PER_SYSTICK[machine]) < 0.5

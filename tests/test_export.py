@@ -1,0 +1,164 @@
+"""``edgecompile export`` (issue 4): layout, determinism, atomicity, refusal, manifest, CLI."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from edgecompile.checkpoint import save_checkpoint
+from edgecompile.cli import main
+from edgecompile.codegen import export, export_project
+from edgecompile.errors import BoardError, CodegenError
+from edgecompile.qmodel import load_qmodel
+from edgecompile.sim import simulate
+
+from .cbuild import PLAIN, build_driver, run_driver
+from .models import make_inputs, make_model
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory) -> tuple[Path, Path]:
+    d = tmp_path_factory.mktemp("model")
+    fm = make_model(D=6, H=10, C=3, wrank=2, urank=3, sparsity=0.5, seed=2)
+    save_checkpoint(fm, d / "kws-v2.npz")
+    np.save(d / "X.npy", make_inputs(fm, n=24, T=8))
+    return d / "kws-v2.npz", d / "X.npy"
+
+
+def run(*args: str):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+@pytest.mark.parametrize("board", ["native", "uno"])
+def test_export_layout_manifest_and_determinism(ckpt, tmp_path, board):
+    model, X = ckpt
+    r1 = run("export", model, "--board", board, "--calib", X, "-o", tmp_path / "a")
+    r2 = run("export", model, "--board", board, "--calib", X, "-o", tmp_path / "b")
+    assert r1.exit_code == 0 and r2.exit_code == 0, r1.output + r2.output
+    a, b = tree(tmp_path / "a"), tree(tmp_path / "b")
+    assert a == b  # byte-identical trees
+    for rel in ("platformio.ini", "model.qmodel.json", "edgecompile-manifest.json", "lib/kws_v2/library.json",
+                "lib/kws_v2/library.properties", "lib/kws_v2/src/kws_v2.h", "lib/kws_v2/src/kws_v2.c",
+                "lib/kws_v2/src/kws_v2_data.h", "lib/kws_v2/src/edgecompile_model.h"):
+        assert rel in a, rel
+    assert any(rel.startswith("src/") for rel in a)  # the firmware harness
+    manifest = json.loads(a["edgecompile-manifest.json"])
+    qm = load_qmodel(tmp_path / "a" / "model.qmodel.json")
+    assert manifest["board"] == board and manifest["bits"] == 8 and manifest["name"] == "kws_v2"
+    assert manifest["model_sha256"] == qm.source_sha256 and len(qm.source_sha256) == 64
+    assert manifest["quantization"]["summary"] == qm.summary()
+    assert manifest["qmodel"] == "model.qmodel.json"
+    assert set(manifest["files"]) == set(a) - {"edgecompile-manifest.json"}
+    for rel, digest in manifest["files"].items():
+        assert hashlib.sha256(a[rel]).hexdigest() == digest, rel
+    header = a["lib/kws_v2/src/kws_v2.c"].decode()
+    assert qm.source_sha256 in header[:600] and qm.summary() in header[:600]
+    assert not list(tmp_path.glob(".*"))  # no temp dirs left beside the output
+
+
+def test_exported_library_equals_simulator(ckpt, tmp_path):
+    model, X = ckpt
+    export_project(model, "native", bits=16, calib=X, out_dir=tmp_path / "p", name="m16")
+    root = tmp_path / "p"
+    qm = load_qmodel(root / "model.qmodel.json")
+    assert qm.bits == 16
+    lib = {rel[len("lib/m16/"):]: data for rel, data in tree(root).items() if rel.startswith("lib/m16/")}
+    exe = build_driver(lib, PLAIN)
+    rng = np.random.default_rng(0)
+    x_q = rng.integers(-32768, 32768, (4, 9, qm.input_dim)).astype(np.int16)
+    states, logits, _, _ = run_driver(exe, x_q, qm.hidden_dim, qm.num_classes)
+    exp_logits, exp_states = simulate(qm, x_q, return_states=True)
+    np.testing.assert_array_equal(states, exp_states)
+    np.testing.assert_array_equal(logits, exp_logits)
+
+
+def test_refuses_non_empty_dir_then_force(ckpt, tmp_path):
+    model, _ = ckpt
+    out = tmp_path / "fw"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    r = run("export", model, "--board", "native", "-o", out)
+    assert r.exit_code == 2 and "--force" in r.output
+    assert tree(out) == {"keep.txt": b"mine"}  # nothing changed
+    r = run("export", model, "--board", "native", "-o", out, "--force")
+    assert r.exit_code == 0, r.output
+    files = tree(out)
+    assert "keep.txt" not in files and "platformio.ini" in files  # replaced, not merged
+    assert not list(tmp_path.glob(".*"))
+
+
+def test_empty_dir_is_fine_and_output_path_must_be_a_dir(ckpt, tmp_path):
+    model, _ = ckpt
+    (tmp_path / "empty").mkdir()
+    assert run("export", model, "--board", "native", "-o", tmp_path / "empty").exit_code == 0
+    (tmp_path / "file").write_text("x")
+    r = run("export", model, "--board", "native", "-o", tmp_path / "file", "--force")
+    assert r.exit_code == 2 and (tmp_path / "file").read_text() == "x"
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_error_midway_leaves_nothing(ckpt, tmp_path, monkeypatch, existing):
+    model, _ = ckpt
+    out = tmp_path / "deep" / "fw"
+    if existing:
+        out.mkdir(parents=True)
+        (out / "old.txt").write_text("old")
+    real = export._write_tree
+
+    def failing(root, files):
+        real(root, dict(list(files.items())[:5]))
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(export, "_write_tree", failing)
+    with pytest.raises(CodegenError, match="No space left"):
+        export_project(model, "uno", out_dir=out, force=True)
+    if existing:
+        assert tree(tmp_path) == {"deep/fw/old.txt": b"old"}
+    else:
+        assert list(tmp_path.iterdir()) == []  # not even the parent it created
+
+
+def test_bad_inputs_exit_2_and_write_nothing(ckpt, tmp_path):
+    model, X = ckpt
+    out = tmp_path / "o"
+    for args in (["--board", "nosuchboard"], ["--board", "uno", "--name", "bad-name"],
+                 ["--board", "uno", "--name", "for"], ["--board", "uno", "--calib", tmp_path / "missing.npy"]):
+        r = run("export", model, *args, "-o", out)
+        assert r.exit_code == 2, (args, r.output)
+        assert r.output.count("error:") == 1
+        assert not out.exists()
+    r = run("export", tmp_path / "missing.npz", "--board", "uno", "-o", out)
+    assert r.exit_code == 2 and not out.exists()
+    with pytest.raises(BoardError):
+        export_project(model, "nosuchboard", out_dir=out)
+
+
+def test_export_quantized_json_and_python_api(ckpt, tmp_path):
+    model, X = ckpt
+    res = export_project(model, "uno", bits=8, calib=np.load(X), out_dir=tmp_path / "a", name="kws")
+    assert res.name == "kws" and res.board == "uno" and res.out_dir == tmp_path / "a"
+    # a quantized model (.json) exports to the same library
+    r = run("export", tmp_path / "a" / "model.qmodel.json", "--board", "uno", "-o", tmp_path / "b", "--name", "kws")
+    assert r.exit_code == 0, r.output
+    assert tree(tmp_path / "a") == tree(tmp_path / "b")
+    r = run("export", tmp_path / "a" / "model.qmodel.json", "--board", "uno", "--bits", "16", "-o", tmp_path / "c")
+    assert r.exit_code == 2 and not (tmp_path / "c").exists()
+
+
+def test_default_output_dir(ckpt, tmp_path, monkeypatch):
+    model, _ = ckpt
+    monkeypatch.chdir(tmp_path)
+    r = run("export", model, "--board", "native")
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "kws_v2_native" / "lib" / "kws_v2" / "src" / "kws_v2.c").is_file()
+    assert os.path.isfile(tmp_path / "kws_v2_native" / "edgecompile-manifest.json")

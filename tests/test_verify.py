@@ -1,0 +1,136 @@
+"""``edgecompile verify`` end to end: a project laid out as ``export`` writes it (model library,
+harness, QuantizedModel, manifest), built by PlatformIO offline, run on the board's emulator.
+
+Until ``export`` lands the project is assembled here from the same parts (render_library,
+targets.project_files, save_qmodel).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import warnings
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from edgecompile.cli import main
+from edgecompile.verify import JSON_KEYS
+
+from .models import make_inputs, make_model
+
+pytestmark = pytest.mark.slow
+
+
+def make_project(root, board: str, bits: int = 8):
+    from edgecompile.checkpoint import save_checkpoint
+    from edgecompile.codegen.render import render_library
+    from edgecompile.qmodel import save_qmodel
+    from edgecompile.quant import quantize
+    from edgecompile.reference import forward
+    from edgecompile.targets.project import project_files, write_files
+
+    fm = make_model(D=6, H=8, C=4)
+    X = make_inputs(fm, n=24, T=9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        qm = quantize(fm, bits, X)
+    proj = root / board
+    write_files(proj, project_files(board, "mdl", framework="arduino" if board == "uno" else None,
+                                    default_offline=True))
+    write_files(proj, {f"lib/mdl/{k}": v for k, v in render_library(qm, "mdl").items()})
+    save_qmodel(qm, proj / "mdl.qmodel.json")
+    save_checkpoint(fm, proj / "model.npz")
+    (proj / "edgecompile-manifest.json").write_text(json.dumps({"model_sha256": fm.sha256}))
+    np.save(root / "X.npy", X.astype(np.float32))
+    np.save(root / "y.npy", forward(fm, X).argmax(1))
+    return proj, fm, qm
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch):
+    monkeypatch.setenv("EDGECOMPILE_OFFLINE", "1")
+
+
+@pytest.mark.parametrize("board", ["native", "uno", "mps2-an385"])
+def test_verify_emulate_bit_exact(tmp_path, board):
+    proj, fm, _ = make_project(tmp_path, board)
+    res = run("verify", proj, "--emulate", "--data", tmp_path / "X.npy", "--labels",
+              tmp_path / "y.npy", "--json", tmp_path / "r.json", "--trace")
+    assert res.exit_code == 0, res.output
+    assert "PARITY OK" in res.output
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert tuple(sorted(report)) == tuple(sorted(JSON_KEYS))
+    assert report["n"] == 24 and report["exact_match"] == 1.0
+    assert report["max_abs_diff_lsb"] == 0 and report["argmax_agreement"] == 1.0
+    assert report["accuracy_float"] == 1.0 and report["accuracy_device"] is not None
+    assert report["model_sha256"] == fm.sha256
+    assert report["cycles_per_inference"] > 0
+    if board == "native":
+        assert report["flash_bytes"] is None
+    else:
+        assert report["flash_bytes"] > 1000 and report["ram_bytes"] > 0
+    expected_source = {"native": "nanoseconds", "uno": "AVR Timer1", "mps2-an385": "qemu-icount"}
+    assert expected_source[board] in report["cycle_source"]
+
+
+def test_verify_mismatch_names_first_divergence(tmp_path):
+    from edgecompile.qmodel import load_qmodel, save_qmodel
+
+    proj, _, qm = make_project(tmp_path, "native")
+    run("build", proj)
+    # The host now predicts with a different recurrent weight than the device runs.
+    u = qm.U.factors[0]
+    vals = u.values.copy()
+    vals[0, 3] += 1
+    bad = dataclasses.replace(qm, U=dataclasses.replace(
+        qm.U, factors=(dataclasses.replace(u, values=vals),) + qm.U.factors[1:]))
+    save_qmodel(bad, proj / "mdl.qmodel.json")
+    res = run("verify", proj, "--emulate", "--data", tmp_path / "X.npy", "--json",
+              tmp_path / "r.json", "--trace")
+    assert res.exit_code == 1, res.output
+    assert "PARITY FAILED" in res.output and "first divergence: sequence 0, step 1, unit 3" in res.output
+    assert json.loads((tmp_path / "r.json").read_text())["exact_match"] < 1.0
+    assert load_qmodel(proj / "mdl.qmodel.json") is not None
+
+
+def test_verify_wrong_model_exits_1(tmp_path):
+    proj, _, _ = make_project(tmp_path, "native")
+    (proj / "edgecompile-manifest.json").write_text(json.dumps({"model_sha256": "ab" * 32}))
+    res = run("verify", proj, "--emulate", "--data", tmp_path / "X.npy")
+    assert res.exit_code == 1
+    assert "another model" in res.output
+
+
+def test_verify_bad_input_exits_2(tmp_path):
+    proj, _, _ = make_project(tmp_path, "native")
+    res = run("verify", proj, "--port", "/dev/does-not-exist", "--data", tmp_path / "X.npy")
+    assert res.exit_code == 2 and "cannot open port" in res.output
+    res = run("verify", proj, "--emulate", "--data", tmp_path / "missing.npy")
+    assert res.exit_code == 2
+    res = run("verify", proj, "--data", tmp_path / "X.npy")
+    assert res.exit_code == 2 and "exactly one of" in res.output
+    np.save(tmp_path / "bad.npy", np.zeros((2, 5, 3), np.float32))
+    res = run("verify", proj, "--emulate", "--data", tmp_path / "bad.npy")
+    assert res.exit_code == 2 and "D=3" in res.output
+
+
+def test_verify_silent_port_exits_2_within_seconds(tmp_path):
+    import os
+    import time
+
+    proj, _, _ = make_project(tmp_path, "native")
+    master, slave = os.openpty()
+    try:
+        t0 = time.monotonic()
+        res = run("verify", proj, "--port", os.ttyname(slave), "--data", tmp_path / "X.npy")
+        assert res.exit_code == 2 and "no handshake reply" in res.output
+        assert time.monotonic() - t0 < 8
+    finally:
+        os.close(master)
+        os.close(slave)
