@@ -242,10 +242,21 @@ def train(data: str, labels: str | None, out: str, quiet: bool, json_path: str |
     if not quiet:
         click.echo(f"training {cfg.cell} D={dims} H={cfg.hidden} C={int(td.y.max()) + 1} on {n} "
                    f"sequences of T={steps}", err=True)
+        if td.class_labels:
+            click.echo(f"class ids 0..{len(td.class_labels) - 1} are the file's labels "
+                       f"{' '.join(td.class_labels)}", err=True)
+    total = cfg.epochs + (cfg.qat_epochs or max(5, cfg.epochs // 5)) * cfg.qat
     if quiet:
         result = run_training(td.X, td.y, cfg, td.lengths)
+    elif not sys.stderr.isatty():  # logs: one line every tenth of the epochs
+        every = max(1, total // 10)
+
+        def log_line(log) -> None:
+            if log.epoch % every == 0:
+                click.echo(f"epoch {log.epoch}/{total} {_epoch_line(log)}", err=True)
+
+        result = run_training(td.X, td.y, cfg, td.lengths, log_line)
     else:
-        total = cfg.epochs + (cfg.qat_epochs or max(5, cfg.epochs // 5)) * cfg.qat
         with click.progressbar(length=total, label="training", file=sys.stderr, show_pos=True,
                                item_show_func=lambda log: log and _epoch_line(log)) as bar:
             result = run_training(td.X, td.y, cfg, td.lengths, lambda log: bar.update(1, log))
@@ -261,7 +272,8 @@ def train(data: str, labels: str | None, out: str, quiet: bool, json_path: str |
 
 
 def _epoch_line(log) -> str:
-    val = "" if log.val_acc is None else f" val {log.val_acc:.1%} (best {log.best_val_acc or 0:.1%})"
+    best = "" if log.best_val_acc is None else f" (best {log.best_val_acc:.1%})"
+    val = "" if log.val_acc is None else f" val {log.val_acc:.1%}{best}"
     return f"[{log.stage}] loss {log.loss:.3f} train {log.train_acc:.1%}{val}"
 
 

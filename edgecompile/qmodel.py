@@ -159,7 +159,23 @@ class QuantizedModel:
         rows.append(_bound("FC product + bias", worst_fc))
         pre = sum(_rescaled_worst(m, f) for m, f in ((self.W, self.in_frac), (self.U, self.hid_frac)))
         rows.append(_bound("pre-activation + bias", pre + 32768))
+        rows.append(_bound("residual update", self._residual_worst()))
         return rows
+
+    def _residual_worst(self) -> int:
+        """Worst |keep + rshift(new, 14 - hid_frac)| of the hidden-state update.
+
+        A tanh-type gate makes z negative, so ``1 - z`` reaches 2.0 and ``coef`` 3.0 (Q14).
+        """
+        if self.cell == "FastGRNN":
+            z_min = -16384 if self.gate_nl in ("tanh", "quantTanh") else 0
+            keep = 16384 * 32768
+            coef = ((self.zeta * (16384 - z_min) + (1 << 13)) >> 14) + self.nu
+        else:
+            keep, coef = self.beta * 32768, self.alpha
+        new = coef * 16384
+        s = self.residual_shift
+        return keep + (((new + (1 << (s - 1))) >> s) if s > 0 else new << -s)
 
 
 def _rescaled_worst(m: QMatrix, a_frac: int) -> int:

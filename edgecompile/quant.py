@@ -113,7 +113,7 @@ def _offending_format(message: str) -> tuple[str, ...] | None:
     """Which weight formats to lower for a failed bound (see QuantizedModel.bound_report)."""
     for prefix, keys in (("W1", ("W0",)), ("W2", ("W1",)), ("U1", ("U0",)), ("U2", ("U1",)),
                          ("W ", ("W0",)), ("U ", ("U0",)), ("FC", ("FC",)),
-                         ("pre-activation", ("W0", "W1", "U0", "U1"))):
+                         ("pre-activation", ("W0", "W1", "U0", "U1")), ("residual", ("hid",))):
         if message.startswith(prefix):
             return keys
     return None

@@ -50,7 +50,9 @@ def step(qm: QuantizedModel, h: np.ndarray, x_q: np.ndarray) -> np.ndarray:
         keep, new = z * h, coef * c
     else:
         keep, new = qm.beta * h, qm.alpha * c
-    return sat16(rshift(keep + rshift(new, qm.residual_shift), 14))
+    total = keep + rshift(new, qm.residual_shift)
+    check_int32(total, "residual update")
+    return sat16(rshift(total, 14))
 
 
 def simulate(

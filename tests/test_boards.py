@@ -171,11 +171,39 @@ def test_budget_refusal_suggests_8_bit_weights_for_a_16_bit_library(tmp_path):
         check_budget(_report(40000, 100), tmp_path)
 
 
+def _cc(cmd: list[str]) -> None:
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, (cmd, res.stderr)
+
+
+STRICT = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-Os", "-c", "-o", "/dev/null"]
+
+
 def test_standin_library_is_clean_c99():
-    src = FIXTURES / "standin" / "lib" / "tiny" / "src"
-    for cc in ("gcc", "avr-gcc", "arm-none-eabi-gcc"):
-        extra = {"avr-gcc": ["-mmcu=atmega328p"], "arm-none-eabi-gcc": ["-mcpu=cortex-m3", "-mthumb"]}
-        res = subprocess.run([cc, "-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-Os",
-                              *extra.get(cc, []), "-c", str(src / "tiny.c"), "-o", "/dev/null"],
-                             capture_output=True, text=True, timeout=60)
-        assert res.returncode == 0, (cc, res.stderr)
+    src = FIXTURES / "standin" / "lib" / "tiny" / "src" / "tiny.c"
+    _cc(["gcc", *STRICT, str(src)])
+    _cc(["avr-gcc", "-mmcu=atmega328p", *STRICT, str(src)])
+    _cc(["arm-none-eabi-gcc", "-mcpu=cortex-m3", "-mthumb", *STRICT, str(src)])
+
+
+@pytest.mark.parametrize("machine", [["-mcpu=cortex-m0plus"], ["-mcpu=cortex-m3"],
+                                     ["-mcpu=cortex-m4", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard"],
+                                     ["-mcpu=cortex-m7"]])
+def test_cortexm_startup_and_syscalls_are_clean_c99(machine):
+    for name in ("startup.c", "syscalls.c"):
+        _cc(["arm-none-eabi-gcc", *machine, "-mthumb", *STRICT,
+             str(resource_dir("firmware") / "cortexm" / name)])
+
+
+def test_offline_choice(monkeypatch):
+    from edgecompile.targets import platformio as pio
+
+    def no_probe(*_a, **_k):
+        raise AssertionError("the registry must not be probed")
+
+    monkeypatch.setattr(pio, "registry_reachable", no_probe)
+    assert pio.choose_offline(True) is True and pio.choose_offline(False) is False
+    monkeypatch.setenv("EDGECOMPILE_OFFLINE", "1")
+    assert pio.choose_offline(None) is True
+    monkeypatch.setenv("EDGECOMPILE_OFFLINE", "0")
+    assert pio.choose_offline(None) is False

@@ -232,3 +232,18 @@ def test_qemu_systick_calibration(machine, tmp_path):
         port.close()
     counts = int(line, 16)
     assert abs(200_000 / counts - QEMU_INSTRUCTIONS_PER_SYSTICK[machine]) < 0.5
+
+
+def test_avr_timer1_extension_across_overflows(tmp_path):
+    """Hundreds of single-step frames span several 16-bit Timer1 wraps; with the 32-bit
+    extension every step's count stays small and steady (a lost or doubled overflow would show
+    as a step of ~65536 or ~4e9 cycles)."""
+    with start("simavr", tmp_path) as emu:
+        port = emu.open()
+        client = Client(port)
+        client.handshake()
+        zero = np.zeros((1, standin.D), np.int16)
+        counts = [client.step(zero, t0=t, reset=(t == 0)).cycles for t in range(250)]
+        port.close()
+    assert sum(counts) > 4 * 65536
+    assert max(counts) - min(counts) < 100, (min(counts), max(counts))

@@ -132,7 +132,8 @@ def test_bad_inputs_exit_2_and_write_nothing(ckpt, tmp_path):
     model, X = ckpt
     out = tmp_path / "o"
     for args in (["--board", "nosuchboard"], ["--board", "uno", "--name", "bad-name"],
-                 ["--board", "uno", "--name", "for"], ["--board", "uno", "--calib", tmp_path / "missing.npy"]):
+                 ["--board", "uno", "--name", "for"], ["--board", "uno", "--name", "ech_hal_config"],
+                 ["--board", "uno", "--calib", tmp_path / "missing.npy"]):
         r = run("export", model, *args, "-o", out)
         assert r.exit_code == 2, (args, r.output)
         assert r.output.count("error:") == 1

@@ -116,8 +116,8 @@ def test_failed_upload_and_timeout_are_clear_errors(tmp_path):
     try:
         # Silence: stopped by the timeout, no hang.
         t0 = time.monotonic()
-        with pytest.raises(BuildError, match="did not finish within 4 s"):
-            flash_project(project, name, offline=True, timeout=4, echo=None)
+        with pytest.raises(BuildError, match="did not finish within 3 s"):
+            flash_project(project, name, offline=True, timeout=3, echo=None)
         assert time.monotonic() - t0 < 20
         # Something answers, but not a bootloader: avrdude gives up, we say why.
         threading.Thread(target=_answer_garbage, args=(master, stop), daemon=True).start()

@@ -94,6 +94,7 @@ def _normalisation(qm: QuantizedModel) -> dict | None:
     if not (np.all(np.isfinite(inv32)) and np.all(np.isfinite(mis32))):
         raise CodegenError("the normalisation (mean/std) does not fit float32 for the device helper")
     return {
+        "btype": _uint_for(mean.size),
         "steps": qm.seq_len or 1,
         "size": int(mean.size),
         "inv_std": [_float_literal(v) for v in inv32],
@@ -157,6 +158,8 @@ def build_context(qm: QuantizedModel, name: str) -> dict:
         "norm": _normalisation(qm),
         "in_scale": _float_literal(2.0 ** qm.in_frac),
     }
+    shifts = [f["shift"] for mat in (ctx["W"], ctx["U"]) for f in mat["factors"]] + [qm.residual_shift]
+    ctx["uses_mul_pow2"] = any(s < 0 for s in shifts)
     for key in (("zeta", "nu") if grnn else ("alpha", "beta")):
         if ctx[key] is None or not 0 <= ctx[key] <= 16384:
             raise CodegenError(f"residual scalar {key} missing or outside [0, 16384]")

@@ -105,10 +105,13 @@ def _sha256(data: bytes) -> str:
 def project_tree(qm: QuantizedModel, board: str, name: str) -> dict[str, bytes]:
     """Every file of the exported project, in memory: ``{relative posix path: bytes}``."""
     files = dict(board_files(board, name))
+    # PlatformIO puts src/ and lib/<name>/src/ on one include path: no file name may repeat.
+    taken = {rel.rsplit("/", 1)[-1] for rel in files if rel.startswith("src/")}
     for rel, data in render_library(qm, name).items():
         key = f"lib/{name}/{rel}"
-        if key in files:
-            raise CodegenError(f"{key}: the board files already contain this path")
+        base = rel.rsplit("/", 1)[-1]
+        if key in files or (rel.startswith("src/") and base in taken):
+            raise CodegenError(f"model name {name!r}: {base} clashes with a firmware file; choose another --name")
         files[key] = data
     files[QMODEL_FILE] = qmodel_to_json(qm).encode()
     summary = qm.summary()

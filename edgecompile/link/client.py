@@ -167,9 +167,10 @@ class Client:
                     raise LinkTimeout(f"{what}: no reply within {timeout:.2f} s "
                                       f"({retries + 1} tries)") from None
                 if isinstance(item, BadFrame):
+                    # Most likely our reply, damaged: no other reply is coming, so wait only a
+                    # little for one (the damage may have been noise before it), then resend.
                     self.stats.bad_frames += 1
-                    if item.raw == frame[:-1] or item.raw == frame:
-                        raise LinkError("the port echoes requests back: no device behind it?")
+                    deadline = min(deadline, time.monotonic() + self.timeouts.bad_frame_grace_s)
                     continue
                 if item == payload:
                     raise LinkError("the port echoes requests back: no device behind it?")

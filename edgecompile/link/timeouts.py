@@ -23,6 +23,8 @@ class Timeouts:
     per_step_s: float = 0.1
     #: Bytes per second assumed for the wire (115200 8N1) when scaling by frame size.
     wire_bytes_per_s: float = 11520.0
+    #: After an unreadable reply, wait this long for a good one before sending again.
+    bad_frame_grace_s: float = 0.25
     #: Retransmissions of one frame after a CRC or framing error.
     frame_retries: int = 3
     #: Restarts of one whole sequence after a device reset or a broken sequence.

@@ -139,6 +139,8 @@ def flash_project(
     say = echo or (lambda _s: None)
     project_dir = Path(project_dir).resolve()
     board = get_board(read_project_config(project_dir).get("board", ""))
+    if board.family == "native":
+        raise BoardError("the native board runs on this computer, there is nothing to flash")
     if board.upload is None or board.upload.tool == "qemu":
         raise BoardError(f"board '{board.id}' runs in an emulator, there is nothing to flash; "
                          "use 'edgecompile verify --emulate'")
@@ -154,6 +156,9 @@ def flash_project(
         res = run_pio(["run", "-e", result.env, "-t", "upload", "--upload-port", port],
                       project_dir, timeout=timeout, on_line=lines.append)
     except BuildError as exc:
+        if not os.path.exists(port):
+            raise LinkError(f"serial port {port} disappeared during the upload "
+                            "(board unplugged?)") from exc
         raise BuildError(f"upload to {port} did not finish within {timeout:.0f} s "
                          "(board not answering?)") from exc
     if res.returncode != 0:
@@ -344,5 +349,29 @@ def hex_to_bin(hex_path: Path) -> bytes:
     return bytes(out)
 
 
+def main(argv: list[str] | None = None) -> int:
+    """``python -m edgecompile.targets.flash [--link PATH]``: a simulated Uno to flash by hand
+    (``edgecompile flash DIR --port PATH`` in another terminal); Ctrl-C stops it."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m edgecompile.targets.flash",
+                                 description="Run an Uno with Optiboot in simavr on a pty.")
+    ap.add_argument("--link", default="/tmp/edgecompile-uno", help="symlink to the pty")
+    ap.add_argument("--seconds", type=float, default=3600.0, help="stop after this long")
+    args = ap.parse_args(argv)
+    with SimulatedUno(args.link, max_seconds=args.seconds) as uno:
+        print(f"simulated Uno with Optiboot on {uno.port}: edgecompile flash DIR --port {uno.port}",
+              flush=True)
+        try:
+            while True:
+                print(uno.wait_event("", args.seconds), flush=True)
+        except (KeyboardInterrupt, LinkError):
+            pass
+    return 0
+
+
 __all__ = ["FlashResult", "SimulatedUno", "check_port", "flash_project", "hex_to_bin",
            "host_program", "optiboot_hex", "port_holders"]
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

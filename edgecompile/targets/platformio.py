@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -104,11 +103,19 @@ def pio_env(core_dir: Path) -> dict[str, str]:
 
 
 def registry_reachable(timeout: float = REGISTRY_PROBE_TIMEOUT_S) -> bool:
-    """True if the PlatformIO registry answers a TCP connect (one short probe)."""
+    """True if the PlatformIO registry answers one HTTPS request (proxies from the environment
+    are honoured, as PlatformIO would use them); any HTTP status counts as an answer."""
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(f"https://{REGISTRY_HOST}/v3/packages", method="HEAD",
+                                 headers={"User-Agent": "edgecompile"})
     try:
-        with socket.create_connection((REGISTRY_HOST, 443), timeout=timeout):
+        with urllib.request.urlopen(req, timeout=timeout):
             return True
-    except OSError:
+    except urllib.error.HTTPError:
+        return True
+    except (urllib.error.URLError, OSError, ValueError):
         return False
 
 

@@ -158,8 +158,21 @@ def project_files(
             json.dumps(board.offline_board_json, indent=2, sort_keys=True) + "\n").encode()
     files.update(platform_files())
     if harness:
-        files.update(harness_files(board))
+        src = harness_files(board)
+        _check_no_clash(lib_name, src)
+        files.update(src)
     return dict(sorted(files.items()))
+
+
+def _check_no_clash(lib_name: str, sources: dict[str, bytes]) -> None:
+    """The library's symbols all start with ``<lib_name>_``: refuse a name that the harness
+    already uses as such a prefix (e.g. a static ``model_reset``), before any compiler does."""
+    pattern = re.compile(rb"\b" + re.escape(lib_name.encode()) + rb"_[A-Za-z0-9_]+")
+    for rel, data in sources.items():
+        m = pattern.search(data)
+        if m:
+            raise BoardError(f"library name '{lib_name}' clashes with the firmware harness "
+                             f"({m.group().decode()} in {rel}); choose another --name")
 
 
 def write_files(project_dir: Path, files: dict[str, bytes]) -> None:

@@ -59,6 +59,7 @@ def load_training_data(
         classes = ds.class_labels
         if labels is not None:
             y = _labels_npy(labels, X.shape[0])
+            classes = None  # the file's class names no longer describe these ids
         elif ds.labels is not None:
             y = ds.labels
         else:

@@ -160,7 +160,7 @@ int main(int argc, char **argv)
             fflush(stdout);
             break;
         }
-        if ((++loops & 255ul) != 0ul) {
+        if ((++loops & 4095ul) != 0ul) {
             continue;
         }
         if (stop_signal) {
