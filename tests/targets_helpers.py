@@ -32,3 +32,18 @@ def set_define(project: Path, name: str, value: int) -> None:
             line = f"#define {name} {value}"
         lines.append(line)
     h.write_text("\n".join(lines) + "\n")
+
+
+def export_real(root: Path, board: str, *, name: str = "kws", bits: int = 8, calib_n: int = 32,
+                **shape) -> Path:
+    """A real ``edgecompile export`` (quantizer + generated library + harness) of a random
+    model with ``shape`` (tests.models.make_model keywords), calibrated on random inputs."""
+    from edgecompile.codegen import export_project
+
+    from .models import make_inputs, make_model
+
+    model = make_model(**(shape or {"D": 4, "H": 8, "C": 3}))
+    out = root / f"{name}_{board}"
+    export_project(model, board, bits=bits, calib=make_inputs(model, n=calib_n, T=12),
+                   out_dir=out, name=name)
+    return out

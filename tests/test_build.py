@@ -17,7 +17,7 @@ from edgecompile.errors import BoardError
 from edgecompile.targets.boards import get_board
 from edgecompile.targets.build import build_project
 
-from .targets_helpers import FIXTURES, make_project, set_define
+from .targets_helpers import FIXTURES, export_real, make_project, set_define
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
@@ -33,9 +33,9 @@ def _build(project: Path, **kw):
 
 @pytest.mark.parametrize("board", ["uno", "lm3s6965evb", "mps2-an385", "mps2-an386", "mps2-an500",
                                    "native"])
-def test_harness_builds_offline(tmp_path, board):
-    """The parity harness + a model library, through real PlatformIO and the local platform."""
-    project = make_project(tmp_path, board)
+def test_exported_project_builds_offline(tmp_path, board):
+    """`export` (generated library + parity harness) through real PlatformIO, local platform."""
+    project = export_real(tmp_path, board)
     res, pio, lines = _build(project)
     b = get_board(board)
     assert res.env == b.pio_env_offline and res.offline and res.elf.is_file()
@@ -98,13 +98,16 @@ def test_budget_refusals_before_building(tmp_path):
 
 def test_arduino_sketch_with_a_c_library_builds_offline(tmp_path):
     """Debian's Arduino AVR core as the offline platform's `arduino` framework."""
-    project = make_project(tmp_path, "uno", harness=False, framework="arduino",
-                           src=FIXTURES / "sketch")
-    assert "framework = arduino" in (project / "platformio.ini").read_text()
-    res, pio, _ = _build(project)
-    syms = subprocess.run(["avr-nm", "-C", str(res.elf)], capture_output=True, text=True,
-                          timeout=30, check=True).stdout
-    assert " tiny_step" in syms and "HardwareSerial::begin" in syms
+    exported = export_real(tmp_path / "export", "uno")
+    for lib in (FIXTURES / "standin" / "lib", exported / "lib"):  # hand-written and generated
+        project = make_project(tmp_path / lib.parent.name, "uno", harness=False,
+                               framework="arduino", src=FIXTURES / "sketch", lib=lib)
+        assert "framework = arduino" in (project / "platformio.ini").read_text()
+        res, pio, _ = _build(project)
+        syms = subprocess.run(["avr-nm", "-C", str(res.elf)], capture_output=True, text=True,
+                              timeout=30, check=True).stdout
+        name = "tiny" if lib.parent.name == "standin" else "kws"
+        assert f" {name}_step" in syms and "HardwareSerial::begin" in syms
     assert pio["Flash"] > 2000  # the core (Serial, timers) is in
 
 
@@ -122,7 +125,7 @@ def test_build_without_network(tmp_path):
     """Fresh project and core dir, no network namespace: `build` picks offline by itself; with
     --offline, strace sees not one inet socket connect."""
     env = dict(os.environ, EDGECOMPILE_OFFLINE="")
-    project = make_project(tmp_path / "auto", "uno")
+    project = export_real(tmp_path / "auto", "uno")
     cmd = [sys.executable, "-m", "edgecompile.cli", "build", str(project)]
     res = subprocess.run(["unshare", "-n", *cmd], capture_output=True, text=True, timeout=300,
                          env=env, cwd=REPO)
@@ -131,7 +134,7 @@ def test_build_without_network(tmp_path):
 
     if shutil.which("strace") is None:
         pytest.skip("strace not installed")
-    project = make_project(tmp_path / "strict", "mps2-an385")
+    project = export_real(tmp_path / "strict", "mps2-an385")
     log = tmp_path / "strace.log"
     res = subprocess.run(["unshare", "-n", "strace", "-f", "-qq", "-e", "trace=connect,execve",
                           "-o", str(log), *cmd[:-1], str(project), "--offline"],
@@ -149,17 +152,7 @@ def test_build_without_network(tmp_path):
 def test_issue_5_uno_fits_generated_models(tmp_path, label, shape, bits):
     """Issue 5 point 5: kernel + parity harness on the Uno within 32,256 B of flash and 2048 B of
     SRAM with >= 512 B left for the stack, for the generated library (not a stand-in)."""
-    from edgecompile.codegen import render_library
-    from edgecompile.quant import quantize
-    from edgecompile.targets.project import project_files, write_files
-
-    from .models import make_inputs, make_model
-
-    model = make_model(**shape)
-    qm = quantize(model, bits, make_inputs(model, n=32, T=20))
-    project = tmp_path / label
-    write_files(project, project_files("uno", "kws"))
-    write_files(project / "lib" / "kws", render_library(qm, "kws"))
+    project = export_real(tmp_path, "uno", bits=bits, **shape)
     res, pio, _ = _build(project)
     assert res.linked.flash_used == pio["Flash"] <= 32256
     assert res.linked.ram_used == pio["RAM"]

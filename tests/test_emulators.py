@@ -247,3 +247,14 @@ def test_avr_timer1_extension_across_overflows(tmp_path):
         port.close()
     assert sum(counts) > 4 * 65536
     assert max(counts) - min(counts) < 100, (min(counts), max(counts))
+
+
+def test_mega2560_under_simavr(tmp_path):
+    elf = hb.build_avr(tmp_path, mcu="atmega2560")
+    with run_simavr(elf, mcu="atmega2560") as emu:
+        port = emu.open()
+        client = Client(port)
+        assert client.handshake().cycle_source == "avr-timer1"
+        x = np.random.default_rng(2).integers(-999, 999, (30, standin.D)).astype(np.int16)
+        np.testing.assert_array_equal(client.infer(x).logits, standin.run(x)[0])
+        port.close()

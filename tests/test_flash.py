@@ -14,7 +14,7 @@ from edgecompile.cli import main
 from edgecompile.errors import BoardError, BuildError, LinkError
 from edgecompile.targets.flash import SimulatedUno, check_port, flash_project, hex_to_bin
 
-from .targets_helpers import STANDIN_MAIN, make_project
+from .targets_helpers import STANDIN_MAIN, export_real, make_project
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +76,7 @@ def test_flash_uno_through_optiboot_in_simavr(tmp_path, tool_cache):
     """build -> avrdude over a pty -> Optiboot in simavr writes the flash -> the app starts;
     a second upload replaces the first application."""
     first = make_project(tmp_path / "first", "uno", harness=False, src=STANDIN_MAIN)
-    project = make_project(tmp_path / "second", "uno")
+    project = export_real(tmp_path, "uno")  # a real export: generated library + harness
     with SimulatedUno() as uno:
         flash_project(first, uno.port, offline=True, echo=None)
         uno.wait_event("APP_START", 10)

@@ -87,8 +87,10 @@ def build_project(
     if res.returncode != 0:
         lines = res.output.splitlines()
         errs = [ln.strip() for ln in lines if _ERROR.search(ln)]
-        if any("overflowed" in e or "will not fit" in e for e in errs):
-            raise BoardError(f"the firmware does not fit board '{board.id}' (linker): {errs[0]}; "
+        fit = [ln.strip() for ln in lines
+               if "overflowed" in ln or "will not fit" in ln or "leaves less than the reserved stack" in ln]
+        if fit:
+            raise BoardError(f"the firmware does not fit board '{board.id}' (linker): {fit[0]}; "
                              "try --bits 8, a lower rank, more sparsity or a smaller hidden size")
         detail = errs[0] if errs else (lines[-1] if lines else "no output")
         raise BuildError(f"PlatformIO build of {env} failed: {detail}")

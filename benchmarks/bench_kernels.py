@@ -1,0 +1,166 @@
+"""Kernel benchmarks (issue 7): cycles per time step of the generated library on emulated boards.
+
+For each cell, weight width and board: export the project, build it offline with PlatformIO,
+run ``verify --emulate`` (parity is checked on every run: a benchmark of a wrong kernel is an
+error) and read the cycle counts it reports, then split the flash of the linked ELF into kernel
+code and model data (weights + tables) from the symbol table. Prints ONE markdown table.
+
+    .venv/bin/python benchmarks/bench_kernels.py [--cells a,b,c] [--bits 8,16]
+        [--boards uno,mps2-an385,mps2-an386,mps2-an500] [--n 4] [--work DIR]
+
+Units: on the Uno, CPU cycles (simavr is cycle-exact, Timer1 at clk/1); on the QEMU boards,
+instructions (``-icount shift=0`` SysTick, QEMU models no pipeline): M3/M4/M7 columns compare
+instruction counts, not time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from edgecompile.checkpoint import model_from_arrays
+from edgecompile.codegen.export import export_project
+from edgecompile.model import FloatModel
+from edgecompile.quant import quantize
+from edgecompile.targets.boards import get_board
+from edgecompile.targets.build import build_project
+from edgecompile.verify import verify_project
+
+#: The three cells of issue 7: (D, H, wRank, uRank, T, C).
+CELLS = {
+    "a": dict(D=16, H=32, wrank=5, urank=5, T=16, C=10, what="D16 H32 r5/5 (USPS)"),
+    "b": dict(D=16, H=32, wrank=None, urank=None, T=16, C=10, what="D16 H32 full rank"),
+    "c": dict(D=12, H=32, wrank=None, urank=None, T=29, C=9, what="D12 H32 dense (vowels)"),
+}
+BOARDS = ("uno", "mps2-an385", "mps2-an386", "mps2-an500")
+BOARD_LABEL = {"uno": "Uno (AVR)", "lm3s6965evb": "lm3s6965evb (M3)", "mps2-an385": "AN385 (M3)",
+               "mps2-an386": "AN386 (M4)", "mps2-an500": "AN500 (M7)"}
+NAME = "bench"
+
+
+def cell_model(key: str, seed: int = 0) -> FloatModel:
+    """A FastGRNN of the cell's shape with EdgeML-like random weights (sigmoid gate, tanh update)."""
+    c = CELLS[key]
+    rng = np.random.default_rng(seed)
+    D, H, C = c["D"], c["H"], c["C"]
+
+    def mat(rows: int, cols: int) -> np.ndarray:
+        return rng.normal(0.0, 1.0 / np.sqrt(rows), (rows, cols)).astype(np.float32)
+
+    a: dict[str, np.ndarray] = {}
+    for name, rows, rank in (("W", D, c["wrank"]), ("U", H, c["urank"])):
+        if rank:
+            a[name + "1"], a[name + "2"] = mat(rows, rank), mat(rank, H)
+        else:
+            a[name] = mat(rows, H)
+    a["Bg"] = rng.normal(1.0, 0.3, (1, H)).astype(np.float32)
+    a["Bh"] = rng.normal(0.0, 0.3, (1, H)).astype(np.float32)
+    a["zeta"] = np.array([[1.0]], np.float32)
+    a["nu"] = np.array([[-4.0]], np.float32)
+    a["FC"] = (2.0 * mat(H, C)).astype(np.float32)
+    a["FCbias"] = rng.normal(0.0, 0.1, C).astype(np.float32)
+    a["mean"] = np.zeros(D, np.float32)
+    a["std"] = np.ones(D, np.float32)
+    fm = model_from_arrays(a)
+    return dataclasses.replace(fm, sha256=fm.content_hash())
+
+
+def cell_data(key: str, n: int, seed: int = 1) -> np.ndarray:
+    c = CELLS[key]
+    return np.random.default_rng(seed).normal(0.0, 1.0, (n, c["T"], c["D"])).astype(np.float32)
+
+
+def macs_per_step(qm) -> int:
+    return qm.W.macs() + qm.U.macs()
+
+
+def split_flash(elf: Path, board_id: str, name: str = NAME) -> tuple[int, int]:
+    """(kernel code bytes, model data bytes): sizes of the library's ``<name>_*`` symbols."""
+    board = get_board(board_id)
+    nm = board.toolchain_prefix + "nm"
+    out = subprocess.run([nm, "-S", "--size-sort", str(elf)], capture_output=True, text=True,
+                         check=True).stdout
+    code = data = 0
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) != 4 or not parts[3].startswith(name + "_"):
+            continue
+        size, kind = int(parts[1], 16), parts[2].lower()
+        if kind == "t":
+            code += size
+        elif kind in ("r", "d"):
+            data += size
+    return code, data
+
+
+def run_one(key: str, bits: int, board: str, n: int, work: Path) -> dict:
+    fm = cell_model(key)
+    X = cell_data(key, n)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        qm = quantize(fm, bits, cell_data(key, 64, seed=2))
+    proj = work / f"{key}{bits}_{board}"
+    export_project(qm, board, out_dir=proj, force=True, name=NAME)
+    res = build_project(proj, offline=True, echo=None)
+    np.save(work / f"X_{key}.npy", X)
+    rep = verify_project(proj, data=work / f"X_{key}.npy", emulate=True)
+    if not rep.ok:
+        raise SystemExit(f"PARITY FAILED for cell {key} int{bits} on {board}: {rep.render()}")
+    code, data = split_flash(res.elf, board)
+    macs = macs_per_step(qm)
+    T = CELLS[key]["T"]
+    unit = "instr" if "qemu" in rep.cycle_source else "cycles"
+    return dict(cell=key, bits=bits, board=board, macs=macs, per_step=rep.cycles_per_step,
+                per_inf=rep.cycles_per_inference, T=T, unit=unit, code=code, data=data,
+                flash=rep.flash_bytes, ram=rep.ram_bytes)
+
+
+def table(rows: list[dict]) -> str:
+    head = ("| cell | bits | board | MACs/step | cycles or instr / step | per MAC | per inference "
+            "(T steps + logits) | kernel code B | weights+tables B | flash / RAM (whole firmware) |")
+    lines = [head, "|" + "---|" * 10]
+    for r in rows:
+        lines.append(
+            f"| {r['cell']}: {CELLS[r['cell']]['what']} | int{r['bits']} | {BOARD_LABEL[r['board']]} "
+            f"| {r['macs']:,} | {r['per_step']:,.0f} {r['unit']} | {r['per_step'] / r['macs']:.1f} "
+            f"| {r['per_inf']:,.0f} (T={r['T']}) | {r['code']:,} | {r['data']:,} "
+            f"| {r['flash']:,} / {r['ram']:,} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cells", default="a,b,c")
+    ap.add_argument("--bits", default="8,16")
+    ap.add_argument("--boards", default=",".join(BOARDS))
+    ap.add_argument("--n", type=int, default=4, help="sequences per run (median reported)")
+    ap.add_argument("--work", type=Path, default=None, help="keep the projects here")
+    args = ap.parse_args(argv)
+    os.environ.setdefault("EDGECOMPILE_OFFLINE", "1")
+    work = args.work or Path(tempfile.mkdtemp(prefix="ec_bench_"))
+    work.mkdir(parents=True, exist_ok=True)
+    rows = []
+    try:
+        for key in args.cells.split(","):
+            for bits in (int(b) for b in args.bits.split(",")):
+                for board in args.boards.split(","):
+                    print(f"# cell {key} int{bits} {board} ...", file=sys.stderr, flush=True)
+                    rows.append(run_one(key, bits, board, args.n, work))
+    finally:
+        if args.work is None:
+            shutil.rmtree(work, ignore_errors=True)
+    print(table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
