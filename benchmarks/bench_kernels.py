@@ -84,20 +84,21 @@ def macs_per_step(qm) -> int:
 
 
 def split_flash(elf: Path, board_id: str, name: str = NAME) -> tuple[int, int]:
-    """(kernel code bytes, model data bytes): sizes of the library's ``<name>_*`` symbols."""
-    board = get_board(board_id)
-    nm = board.toolchain_prefix + "nm"
-    out = subprocess.run([nm, "-S", "--size-sort", str(elf)], capture_output=True, text=True,
+    """(kernel code bytes, model data bytes) linked into ``elf``: the sizes of the library's
+    ``<name>_*`` functions (F) and objects (O) from the symbol table (``objdump -t``; on AVR
+    both live in .text, so the symbol kind decides)."""
+    objdump = get_board(board_id).toolchain_prefix + "objdump"
+    out = subprocess.run([objdump, "-t", str(elf)], capture_output=True, text=True,
                          check=True).stdout
     code = data = 0
     for line in out.splitlines():
         parts = line.split()
-        if len(parts) != 4 or not parts[3].startswith(name + "_"):
+        if len(parts) < 5 or not parts[-1].startswith(name + "_"):
             continue
-        size, kind = int(parts[1], 16), parts[2].lower()
-        if kind == "t":
+        size = int(parts[-2], 16)
+        if " F " in line:
             code += size
-        elif kind in ("r", "d"):
+        elif " O " in line:
             data += size
     return code, data
 

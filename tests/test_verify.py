@@ -1,8 +1,6 @@
 """``edgecompile verify`` end to end: a project laid out as ``export`` writes it (model library,
 harness, QuantizedModel, manifest), built by PlatformIO offline, run on the board's emulator.
 
-Until ``export`` lands the project is assembled here from the same parts (render_library,
-targets.project_files, save_qmodel).
 """
 
 from __future__ import annotations
@@ -24,28 +22,25 @@ pytestmark = pytest.mark.slow
 
 
 def make_project(root, board: str, bits: int = 8):
+    """``edgecompile export`` of a small model, plus a copy of the float checkpoint (export does
+    not keep it; verify uses it for accuracy_float when the manifest names it or it lies in DIR)."""
     from edgecompile.checkpoint import save_checkpoint
-    from edgecompile.codegen.render import render_library
-    from edgecompile.qmodel import save_qmodel
-    from edgecompile.quant import quantize
+    from edgecompile.codegen import export_project
     from edgecompile.reference import forward
-    from edgecompile.targets.project import project_files, write_files
 
     fm = make_model(D=6, H=8, C=4)
     X = make_inputs(fm, n=24, T=9)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        qm = quantize(fm, bits, X)
-    proj = root / board
-    write_files(proj, project_files(board, "mdl", framework="arduino" if board == "uno" else None,
-                                    default_offline=True))
-    write_files(proj, {f"lib/mdl/{k}": v for k, v in render_library(qm, "mdl").items()})
-    save_qmodel(qm, proj / "mdl.qmodel.json")
-    save_checkpoint(fm, proj / "model.npz")
-    (proj / "edgecompile-manifest.json").write_text(json.dumps({"model_sha256": fm.sha256}))
+    save_checkpoint(fm, root / "mdl.npz")
     np.save(root / "X.npy", X.astype(np.float32))
     np.save(root / "y.npy", forward(fm, X).argmax(1))
-    return proj, fm, qm
+    proj = root / board
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = export_project(str(root / "mdl.npz"), board, bits=bits, calib=str(root / "X.npy"),
+                                out_dir=str(proj), force=False, name="mdl", warn=lambda _m: None)
+    save_checkpoint(fm, proj / "model.npz")
+    assert result.manifest["model_sha256"] == fm.sha256
+    return proj, fm, result.qmodel
 
 
 def run(*args):
@@ -57,7 +52,11 @@ def offline(monkeypatch):
     monkeypatch.setenv("EDGECOMPILE_OFFLINE", "1")
 
 
-@pytest.mark.parametrize("board", ["native", "uno", "mps2-an385"])
+EMULATED = ["native", "uno", "nano", "megaatmega2560", "lm3s6965evb", "mps2-an385", "mps2-an386",
+            "mps2-an500"]
+
+
+@pytest.mark.parametrize("board", EMULATED)
 def test_verify_emulate_bit_exact(tmp_path, board):
     proj, fm, _ = make_project(tmp_path, board)
     res = run("verify", proj, "--emulate", "--data", tmp_path / "X.npy", "--labels",
@@ -75,11 +74,13 @@ def test_verify_emulate_bit_exact(tmp_path, board):
         assert report["flash_bytes"] is None
     else:
         assert report["flash_bytes"] > 1000 and report["ram_bytes"] > 0
-    expected_source = {"native": "nanoseconds", "uno": "AVR Timer1", "mps2-an385": "qemu-icount"}
-    assert expected_source[board] in report["cycle_source"]
+    expected_source = "nanoseconds" if board == "native" else (
+        "AVR Timer1" if board in ("uno", "nano", "megaatmega2560") else "qemu-icount")
+    assert expected_source in report["cycle_source"]
 
 
 def test_verify_mismatch_names_first_divergence(tmp_path):
+    from edgecompile.codegen.export import QMODEL_FILE
     from edgecompile.qmodel import load_qmodel, save_qmodel
 
     proj, _, qm = make_project(tmp_path, "native")
@@ -90,18 +91,20 @@ def test_verify_mismatch_names_first_divergence(tmp_path):
     vals[0, 3] += 1
     bad = dataclasses.replace(qm, U=dataclasses.replace(
         qm.U, factors=(dataclasses.replace(u, values=vals),) + qm.U.factors[1:]))
-    save_qmodel(bad, proj / "mdl.qmodel.json")
+    save_qmodel(bad, proj / QMODEL_FILE)
     res = run("verify", proj, "--emulate", "--data", tmp_path / "X.npy", "--json",
               tmp_path / "r.json", "--trace")
     assert res.exit_code == 1, res.output
     assert "PARITY FAILED" in res.output and "first divergence: sequence 0, step 1, unit 3" in res.output
     assert json.loads((tmp_path / "r.json").read_text())["exact_match"] < 1.0
-    assert load_qmodel(proj / "mdl.qmodel.json") is not None
+    assert load_qmodel(proj / QMODEL_FILE) is not None
 
 
 def test_verify_wrong_model_exits_1(tmp_path):
     proj, _, _ = make_project(tmp_path, "native")
-    (proj / "edgecompile-manifest.json").write_text(json.dumps({"model_sha256": "ab" * 32}))
+    manifest = json.loads((proj / "edgecompile-manifest.json").read_text())
+    manifest["model_sha256"] = "ab" * 32
+    (proj / "edgecompile-manifest.json").write_text(json.dumps(manifest))
     res = run("verify", proj, "--emulate", "--data", tmp_path / "X.npy")
     assert res.exit_code == 1
     assert "another model" in res.output

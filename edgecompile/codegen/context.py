@@ -66,7 +66,19 @@ def _factor(sym: str, f: QFactor, bits: int, shift: int | None) -> dict:
         )
     else:
         ctx.update(rows=[_ints(r, -lim, lim - 1, sym) for r in rows], otype=_uint_for(out_dim * in_dim))
+        # Fast kernels (issue 7): the constant added to row j's exact sum before the final
+        # rescale (the rounding term 2^(s-1) of rshift), and the same plus -32768 * (row sum)
+        # mod 2^32 for the offset-binary dot product of the AVR kernel, which multiplies
+        # unsigned bytes (w + 2^(bits-1)) * (a + 32768) and corrects with these per-row
+        # constants and one per-vector term. Valid because the exact sum plus the rounding
+        # term fits int32 (the quantizer's bound), so arithmetic mod 2^32 loses nothing.
+        add = (1 << (shift - 1)) if shift is not None and shift > 0 else 0
+        ctx.update(round_add=add, offset_k=[_offset_k(r, add) for r in rows])
     return ctx
+
+
+def _offset_k(row: np.ndarray, add: int) -> int:
+    return int((-32768 * int(np.sum(row)) + add) % (1 << 32))
 
 
 def _matrix(name: str, m: QMatrix, in_frac: int, bits: int) -> dict:
@@ -158,6 +170,13 @@ def build_context(qm: QuantizedModel, name: str) -> dict:
         "norm": _normalisation(qm),
         "in_scale": _float_literal(2.0 ** qm.in_frac),
     }
+    if not ctx["FC"]["sparse"]:  # the classifier adds its bias where the others add rounding
+        ctx["FC"]["offset_k"] = [(k + b) % (1 << 32) for k, b in zip(ctx["FC"]["offset_k"], ctx["fc_bias"], strict=True)]
+    dims = [f["in_dim"] for mat in (ctx["W"], ctx["U"]) for f in mat["factors"]] + [ctx["FC"]["in_dim"]]
+    ctx["max_in_dim"] = max(dims)
+    # Largest step of SIG: the 16-bit interpolation of the fast kernels needs (SIG[i+1] - SIG[i]) * 255 + 128 < 2^16.
+    if ctx["sig_table"] is not None and int(np.diff(SIG).max()) * 255 + 128 >= 1 << 16:
+        raise CodegenError("the sigmoid table's steps are too large for 16-bit interpolation")
     shifts = [f["shift"] for mat in (ctx["W"], ctx["U"]) for f in mat["factors"]] + [qm.residual_shift]
     ctx["uses_mul_pow2"] = any(s < 0 for s in shifts)
     for key in (("zeta", "nu") if grnn else ("alpha", "beta")):
