@@ -9,6 +9,7 @@ sigmoid, tanh, quantSigm, quantTanh.
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
 import zipfile
 from pathlib import Path
@@ -34,15 +35,29 @@ def load_checkpoint(path: str | os.PathLike) -> FloatModel:
     return dataclasses.replace(model, sha256=model.content_hash())
 
 
-def save_checkpoint(model: FloatModel, path: str | os.PathLike) -> None:
-    """Write ``model`` as an EdgeML-layout ``.npz`` (float32 arrays), atomically."""
-    path = Path(path)
+def checkpoint_bytes(model: FloatModel) -> bytes:
+    """``model`` as EdgeML-layout ``.npz`` bytes (float32 arrays), deterministic: sorted
+    members, fixed timestamps, no compression — the same model always gives the same bytes."""
     arrays = {k: np.asarray(v, dtype=np.float32) for k, v in model.arrays().items()}
     if model.gate_nl != "sigmoid":
         arrays["gate_nonlinearity"] = np.array(model.gate_nl)
     if model.update_nl != "tanh":
         arrays["update_nonlinearity"] = np.array(model.update_nl)
-    write_atomic(path, lambda fh: np.savez(fh, **arrays))
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        for key in sorted(arrays):
+            member = io.BytesIO()
+            np.lib.format.write_array(member, arrays[key], allow_pickle=False)
+            info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.external_attr = 0o644 << 16
+            archive.writestr(info, member.getvalue())
+    return buffer.getvalue()
+
+
+def save_checkpoint(model: FloatModel, path: str | os.PathLike) -> None:
+    """Write ``model`` as an EdgeML-layout ``.npz`` (float32 arrays), atomically and deterministically."""
+    data = checkpoint_bytes(model)
+    write_atomic(path, lambda fh: fh.write(data))
 
 
 def _read_arrays(path: Path) -> dict[str, np.ndarray]:

@@ -1,22 +1,26 @@
-"""`make demo`: run edgecompile's main job on the shipped example, saying what each step does.
+"""`make demo`: the whole edgecompile chain on the shipped example, with no hardware.
 
-For now (foundation issue): `inspect` and `predict` (float reference) on examples/tiny.
-Later issues extend it to quantize, export, build and verify on an emulated board.
-
-Every step runs the installed `edgecompile` console script, exactly as a user would type it.
+inspect -> evaluate (float vs int8) -> export for the Uno -> offline build -> verify on the
+simulated Uno (simavr) -> the same for a simulated Cortex-M3 (QEMU mps2-an385) -> one summary.
+Every step runs the installed `edgecompile` console script, exactly as a user would type it;
+the summary is read back from the JSON reports the commands write.
 """
 
 from __future__ import annotations
 
+import json
 import shlex
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-EXAMPLE = Path("examples/tiny")  # paths relative to REPO, where every step runs
+EXAMPLE = Path("examples/japanese_vowels")  # paths relative to REPO, where every step runs
 OUT = Path("out/demo")
+BOARDS = ("uno", "mps2-an385")
+NAME = "jvowels"
 
 
 def edgecompile_exe() -> str:
@@ -36,17 +40,61 @@ def step(title: str, *args: str) -> None:
         sys.exit(f"demo: step failed with exit status {result.returncode}: {title}")
 
 
+def report(name: str) -> dict:
+    return json.loads((REPO / OUT / name).read_text())
+
+
+def pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.2f}%"
+
+
 def main() -> None:
-    model, data = EXAMPLE / "model.npz", EXAMPLE / "X.npy"
+    start = time.monotonic()
+    model, calib = EXAMPLE / "model.npz", EXAMPLE / "X_calib.npy"
+    X, y = EXAMPLE / "X_test.npy", EXAMPLE / "y_test.npy"
     (REPO / OUT).mkdir(parents=True, exist_ok=True)
-    logits = OUT / "tiny_logits.npy"
-    print(f"edgecompile demo on {model} "
-          "(a random placeholder FastGRNN, see examples/tiny/README.md)")
-    step("1. What the checkpoint holds: cell, dimensions, ranks, sparsity, size, MACs per step",
-         "inspect", str(model), "--json", str(OUT / "tiny_inspect.json"))
-    step("2. Float reference predictions for 32 raw sequences",
-         "predict", str(model), "--data", str(data), "--bits", "float", "--out", str(logits))
-    print(f"\ndemo done: the inspect report and the logits are in {OUT}/")
+    print(f"edgecompile demo: {model}, a FastGRNN (low rank + 50% sparse) trained on the "
+          "Japanese Vowels speaker-recognition data set (see examples/japanese_vowels/README.md)")
+    step("1. What the checkpoint holds, and what int8 quantization makes of it",
+         "inspect", str(model), "--bits", "8", "--calib", str(calib), "--json", str(OUT / "inspect.json"))
+    step("2. Accuracy of the float model vs the bit-exact int8 simulator on the 370 test sequences",
+         "evaluate", str(model), "--data", str(X), "--labels", str(y), "--bits", "8",
+         "--calib", str(calib), "--json", str(OUT / "evaluate.json"))
+    for board in BOARDS:
+        project = OUT / board
+        step(f"3. Export a PlatformIO project for {board}: model library + parity firmware",
+             "export", str(model), "--board", board, "--bits", "8", "--calib", str(calib),
+             "--name", NAME, "-o", str(project), "--force")
+        step(f"4. Build it offline with PlatformIO, checking the {board}'s memory budget",
+             "build", str(project), "--offline", "--json", str(OUT / f"build-{board}.json"))
+        step(f"5. Run it on the emulated {board} and compare every logit with the host simulator",
+             "verify", str(project), "--emulate", "--data", str(X), "--labels", str(y),
+             "--json", str(OUT / f"verify-{board}.json"))
+    print_summary()
+    print(f"\ndemo done in {time.monotonic() - start:.0f} s; reports and projects are in {OUT}/")
+
+
+def print_summary() -> None:
+    sys.path.insert(0, str(REPO))
+    from edgecompile.targets.boards import get_board
+
+    ev = report("evaluate.json")
+    print("\n## Summary\n")
+    print(f"float accuracy {pct(ev['accuracy_float'])}, int8 simulator accuracy "
+          f"{pct(ev['accuracy_quantized'])}, argmax agreement {pct(ev['argmax_agreement'])} "
+          f"({ev['n']} test sequences)\n")
+    print("| board | device accuracy | parity (bit-exact) | cycles/step | ms/step at clock | "
+          "flash used / budget | RAM used / budget |")
+    print("|---|---|---|---|---|---|---|")
+    for board_id in BOARDS:
+        board = get_board(board_id)
+        v = report(f"verify-{board_id}.json")
+        cycles = v.get("cycles_per_step")
+        ms = "-" if not (cycles and board.f_cpu_hz) else f"{1000 * cycles / board.f_cpu_hz:.2f}"
+        source = v.get("cycle_source") or "?"
+        print(f"| {board.name} ({board_id}) | {pct(v['accuracy_device'])} | {pct(v['exact_match'])} | "
+              f"{cycles:,.0f} ({source}) | {ms} | {v['flash_bytes']:,} / {board.flash_bytes:,} B | "
+              f"{v['ram_bytes']:,} / {board.ram_bytes:,} B |")
 
 
 if __name__ == "__main__":

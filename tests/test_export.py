@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from edgecompile.checkpoint import save_checkpoint
+from edgecompile.checkpoint import load_checkpoint, save_checkpoint
 from edgecompile.cli import main
 from edgecompile.codegen import export, export_project
+from edgecompile.codegen.export import MANIFEST
 from edgecompile.errors import BoardError, CodegenError
 from edgecompile.qmodel import load_qmodel
 from edgecompile.sim import simulate
@@ -151,7 +152,13 @@ def test_export_quantized_json_and_python_api(ckpt, tmp_path):
     # a quantized model (.json) exports to the same library
     r = run("export", tmp_path / "a" / "model.qmodel.json", "--board", "uno", "-o", tmp_path / "b", "--name", "kws")
     assert r.exit_code == 0, r.output
-    assert tree(tmp_path / "a") == tree(tmp_path / "b")
+    a, b = tree(tmp_path / "a"), tree(tmp_path / "b")
+    # only the float checkpoint (known from the .npz, not from the .json) and its manifest entry differ
+    assert "model.npz" in a and "model.npz" not in b
+    assert {k: v for k, v in a.items() if k not in ("model.npz", MANIFEST)} == {
+        k: v for k, v in b.items() if k != MANIFEST}
+    assert json.loads(a[MANIFEST])["checkpoint"] == "model.npz" and json.loads(b[MANIFEST])["checkpoint"] is None
+    assert load_checkpoint(tmp_path / "a" / "model.npz").sha256 == res.qmodel.source_sha256
     r = run("export", tmp_path / "a" / "model.qmodel.json", "--board", "uno", "--bits", "16", "-o", tmp_path / "c")
     assert r.exit_code == 2 and not (tmp_path / "c").exists()
 

@@ -7,6 +7,7 @@ Layout of the project directory::
     lib/<name>/src/<name>.h, <name>.c, <name>_data.h  the model library (templates/library/)
     lib/<name>/src/edgecompile_model.h                binding for the firmware harness
     model.qmodel.json                                 the QuantizedModel (verify reads it)
+    model.npz                                         the float checkpoint, when known (float accuracy)
     edgecompile-manifest.json                         provenance + sha256 of every file
 """
 
@@ -32,6 +33,7 @@ from .names import c_ident, default_name
 from .render import render_library
 
 MANIFEST = "edgecompile-manifest.json"
+CHECKPOINT_FILE = "model.npz"
 QMODEL_FILE = "model.qmodel.json"
 MANIFEST_VERSION = 1
 
@@ -53,8 +55,9 @@ def board_files(board: str, name: str) -> dict[str, bytes]:
 
 
 def _load_model(model, bits: int | None, calib, warn: Callable[[str], None] | None
-                ) -> tuple[QuantizedModel, str]:
-    """(QuantizedModel, default name) from a path, a FloatModel or a QuantizedModel."""
+                ) -> tuple[QuantizedModel, str, FloatModel | None]:
+    """(QuantizedModel, default name, float model if known) from a path, a FloatModel or a
+    QuantizedModel."""
     from ..checkpoint import load_checkpoint
     from ..quant import CalibrationWarning, quantize
 
@@ -69,7 +72,7 @@ def _load_model(model, bits: int | None, calib, warn: Callable[[str], None] | No
             raise CodegenError("the model is already quantized: --calib does not apply to it")
         if bits is not None and int(bits) != qm.bits:
             raise CodegenError(f"the quantized model has int{qm.bits} weights, not --bits {bits}")
-        return qm, stem
+        return qm, stem, None
     if isinstance(model, FloatModel):
         fm = model if model.sha256 else _with_hash(model)
     else:
@@ -89,7 +92,7 @@ def _load_model(model, bits: int | None, calib, warn: Callable[[str], None] | No
     for w in caught:
         if warn is not None and issubclass(w.category, CalibrationWarning):
             warn(f"warning: {w.message}")
-    return qm, stem
+    return qm, stem, fm
 
 
 def _with_hash(fm: FloatModel) -> FloatModel:
@@ -102,8 +105,14 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def project_tree(qm: QuantizedModel, board: str, name: str) -> dict[str, bytes]:
-    """Every file of the exported project, in memory: ``{relative posix path: bytes}``."""
+def project_tree(qm: QuantizedModel, board: str, name: str,
+                 float_model: FloatModel | None = None) -> dict[str, bytes]:
+    """Every file of the exported project, in memory: ``{relative posix path: bytes}``.
+
+    With the float model, a deterministic copy of its checkpoint goes along (``verify`` reports
+    the float accuracy from it)."""
+    from ..checkpoint import checkpoint_bytes
+
     files = dict(board_files(board, name))
     # PlatformIO puts src/ and lib/<name>/src/ on one include path: no file name may repeat.
     taken = {rel.rsplit("/", 1)[-1] for rel in files if rel.startswith("src/")}
@@ -114,6 +123,8 @@ def project_tree(qm: QuantizedModel, board: str, name: str) -> dict[str, bytes]:
             raise CodegenError(f"model name {name!r}: {base} clashes with a firmware file; choose another --name")
         files[key] = data
     files[QMODEL_FILE] = qmodel_to_json(qm).encode()
+    if float_model is not None:
+        files[CHECKPOINT_FILE] = checkpoint_bytes(float_model)
     summary = qm.summary()
     manifest = {
         "manifest_version": MANIFEST_VERSION,
@@ -124,6 +135,7 @@ def project_tree(qm: QuantizedModel, board: str, name: str) -> dict[str, bytes]:
         "board": board,
         "bits": qm.bits,
         "qmodel": QMODEL_FILE,
+        "checkpoint": CHECKPOINT_FILE if float_model is not None else None,
         "quantization": {
             "summary": summary,
             "cell": qm.cell,
@@ -225,10 +237,10 @@ def export_project(
         c_ident(name)
     if out_dir is not None:
         _check_target(Path(out_dir), force)  # refuse early: nothing is computed or written
-    qm, stem = _load_model(model, bits, calib, warn)
+    qm, stem, fm = _load_model(model, bits, calib, warn)
     lib_name = name if name is not None else default_name(stem)
     out = Path(out_dir) if out_dir is not None else Path(f"{lib_name}_{board_id}")
-    files = project_tree(qm, board_id, lib_name)
+    files = project_tree(qm, board_id, lib_name, fm)
     write_project(out, files, force)
     manifest = json.loads(files[MANIFEST])
     return ExportResult(out, lib_name, board_id, qm, manifest)

@@ -149,7 +149,7 @@ static void reply_frame_error(uint8_t status)
     send_frame(ECH_HEADER_LEN);
 }
 
-static void model_reset(void)
+static void ech_model_reset(void)
 {
     ecm_reset(&state);
     state_t = 0u;
@@ -223,7 +223,7 @@ static void cmd_step(uint16_t body_len)
         return;
     }
     if (flags & ECH_STEP_RESET) {
-        model_reset();
+        ech_model_reset();
     }
     if (t0 != state_t) {
         reply(ECH_BAD_SEQUENCE, 0u);
@@ -298,7 +298,7 @@ static void dispatch(uint16_t len)
             reply(ECH_BAD_LENGTH, 0u);
             return;
         }
-        model_reset();
+        ech_model_reset();
         reply(ECH_OK, 0u);
     } else if (cmd == ECH_CMD_STEP) {
         cmd_step(body_len);
@@ -382,7 +382,7 @@ void ech_init(void)
     uint32_t c0, c1;
     rx_start();
     session = 0u;
-    model_reset();
+    ech_model_reset();
     c0 = ech_cycles_now();
     ECH_BARRIER();
     c1 = ech_cycles_now();

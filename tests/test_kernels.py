@@ -1,0 +1,128 @@
+"""Fast kernels (issue 7): every kernel variant equals the simulator bit for bit.
+
+The default kernel (offset-binary AVR assembly, SMLAD on Cortex-M with DSP, plain C elsewhere)
+is what tests/test_codegen.py compiles on the host. Here:
+- host builds of the other variants: the reference kernel (``-DEC_KERNEL_REFERENCE``) and the AVR
+  and DSP arithmetic in portable C (``-DEC_KERNEL_EMULATE_AVR`` / ``_DSP``), which checks the
+  offset-binary corrections, the byte-split shifts and the SMLAD/SXTB16 pairing on many models;
+- the real AVR assembly under simavr and the real SMLAD path under QEMU (Cortex-M4/M7), plus the
+  plain-C fallback on AVR (``-DEC_KERNEL_PORTABLE``, ``-DEC_KERNEL_REFERENCE``): built with
+  PlatformIO offline and checked with ``verify --emulate --trace`` (every hidden state).
+"""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from edgecompile.codegen import render_library
+from edgecompile.sim import simulate
+
+from .cbuild import PLAIN, SANITIZE, build_driver, run_driver
+from .models import make_inputs, make_model
+from .test_codegen import (
+    EXPLICIT,
+    HYPO,
+    NLS,
+    PHASES,
+    SLOW_OK,
+    _probe_model,
+    assert_bit_exact,
+    int_inputs,
+    quantized,
+    random_qmodels,
+)
+
+VARIANTS = {"reference": ["-DEC_KERNEL_REFERENCE"], "emulate-avr": ["-DEC_KERNEL_EMULATE_AVR"],
+            "emulate-dsp": ["-DEC_KERNEL_EMULATE_DSP"], "portable": ["-DEC_KERNEL_PORTABLE"]}
+CELLS = {  # the benchmark shapes (benchmarks/bench_kernels.py) and a few edges
+    "lowrank-r5-int8": dict(bits=8, D=16, H=32, C=10, wrank=5, urank=5),
+    "lowrank-r5-int16": dict(bits=16, D=16, H=32, C=10, wrank=5, urank=5),
+    "full-int8": dict(bits=8, D=16, H=32, C=10),
+    "full-int16": dict(bits=16, D=12, H=32, C=9),
+    "odd-dims-int8": dict(bits=8, D=7, H=13, C=3, wrank=3, urank=1),
+    "wide-300-int8": dict(bits=8, cell="FastRNN", D=5, H=300, C=2, norm=None, update_nl="quantTanh"),
+    "wide-300-int16-lowrank": dict(bits=16, cell="FastRNN", D=5, H=300, C=2, wrank=2, urank=4, norm=None),
+    "tanh-gate": dict(bits=8, D=6, H=10, C=2, gate_nl="tanh", update_nl="sigmoid"),
+}
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+@pytest.mark.parametrize("case", sorted(CELLS) + sorted(EXPLICIT))
+def test_kernel_variants_bit_exact(case, variant):
+    cfg = CELLS.get(case) or EXPLICIT[case]
+    qm = quantized(**cfg)
+    x = int_inputs(np.random.default_rng(11), 4, qm.seq_len or 6, qm.input_dim)
+    assert_bit_exact(qm, x, PLAIN + VARIANTS[variant])
+
+
+@pytest.mark.parametrize("variant", ["emulate-avr", "emulate-dsp"])
+def test_kernel_variants_sanitized(variant):
+    """UBSan/ASan over the emulated paths (unsigned wrap-around is intended, signed is not)."""
+    for cfg in (CELLS["lowrank-r5-int8"], CELLS["full-int16"], CELLS["wide-300-int16-lowrank"]):
+        qm = quantized(**cfg)
+        assert_bit_exact(qm, int_inputs(np.random.default_rng(3), 2, 4, qm.input_dim), SANITIZE + VARIANTS[variant])
+
+
+@HYPO
+@given(qm=random_qmodels(), seed=st.integers(0, 2**32 - 1), variant=st.sampled_from(sorted(VARIANTS)))
+def test_kernel_variants_random_qmodels(qm, seed, variant):
+    """Extreme formats (negative shifts, Q15 state, saturation, all-zero and sparse factors)."""
+    x = int_inputs(np.random.default_rng(seed), 3, 3, qm.input_dim)
+    assert_bit_exact(qm, x, PLAIN + VARIANTS[variant])
+
+
+@settings(max_examples=4, deadline=None, phases=PHASES, suppress_health_check=SLOW_OK)
+@given(half=st.sampled_from([0, 1]), nl=st.sampled_from(NLS))
+def test_reference_nonlinearities_exhaustive(half, nl):
+    """The exhaustive nonlinearity test of test_codegen runs the fast kernel: here the reference."""
+    u = np.arange(-32768, 0) if half == 0 else np.arange(0, 32768)
+    qm = _probe_model(nl, u)
+    exe = build_driver(render_library(qm, "m"), PLAIN + VARIANTS["reference"])
+    states, _, _, _ = run_driver(exe, np.zeros((1, 1, 1), np.int16), qm.hidden_dim, 1)
+    _, exp_states = simulate(qm, np.zeros((1, 1, 1), np.int16), return_states=True)
+    np.testing.assert_array_equal(states[0, 0], exp_states[0, 0])
+
+
+# --- the real assembly / DSP code under emulators ---------------------------------------------
+
+EMULATED = [  # (board, bits, low rank, extra define)
+    ("uno", 8, True, None), ("uno", 16, False, None), ("uno", 8, False, "EC_KERNEL_PORTABLE"),
+    ("uno", 16, True, "EC_KERNEL_REFERENCE"), ("mps2-an386", 8, True, None),
+    ("mps2-an386", 16, False, None), ("mps2-an500", 8, False, None),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("board,bits,low_rank,define", EMULATED,
+                         ids=[f"{b}-int{n}-{'lr' if lr else 'full'}-{d or 'default'}" for b, n, lr, d in EMULATED])
+def test_kernels_on_emulators(tmp_path, monkeypatch, board, bits, low_rank, define):
+    from edgecompile.codegen.export import export_project
+    from edgecompile.quant import quantize
+    from edgecompile.verify import verify_project
+
+    tool = {"uno": "simavr", "mps2-an386": "qemu-system-arm", "mps2-an500": "qemu-system-arm"}[board]
+    if shutil.which(tool) is None and tool != "simavr":
+        pytest.skip(f"{tool} not installed")
+    monkeypatch.setenv("EDGECOMPILE_OFFLINE", "1")
+    fm = make_model(D=9, H=20, C=4, wrank=4 if low_rank else None, urank=5 if low_rank else None, seed=bits)
+    X = make_inputs(fm, n=6, T=7)
+    X[0, 0, :] = 1e6  # saturated inputs
+    X[1, 1, :] = -1e6
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        qm = quantize(fm, bits, X)
+    proj = tmp_path / "proj"
+    export_project(qm, board, out_dir=proj, name="kern")
+    if define:
+        ini = proj / "platformio.ini"
+        ini.write_text(ini.read_text().replace("build_flags =\n", f"build_flags =\n    -D{define}\n", 1))
+    np.save(tmp_path / "X.npy", X.astype(np.float32))
+    rep = verify_project(proj, data=tmp_path / "X.npy", emulate=True, trace=True)
+    assert rep.ok, rep.render()
+    assert rep.n == 6 and rep.exact_match == 1.0 and rep.first_divergence is None
