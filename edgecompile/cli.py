@@ -10,7 +10,7 @@ import click
 import numpy as np
 
 from . import __version__
-from .errors import EdgecompileError, NotAvailableYet, one_line
+from .errors import EdgecompileError, one_line
 from .files import write_atomic
 
 
@@ -156,12 +156,6 @@ def quantize(model: str, bits: str, calib: str | None, out: str) -> None:
     text = qmodel_to_json(qm)
     write_atomic(out, lambda fh: fh.write(text.encode()))
     click.echo(f"wrote {out}: {qm.summary()}")
-
-
-def _not_yet(name: str, what: str):
-    def command(**_kwargs):
-        raise NotAvailableYet(f"'{name}' is not available yet ({what})")
-    return command
 
 
 @main.command()

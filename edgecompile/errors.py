@@ -52,7 +52,3 @@ class CheckFailed(EdgecompileError):
     """A check that ran and failed: parity mismatch, model hash mismatch."""
 
     exit_code = 1
-
-
-class NotAvailableYet(EdgecompileError):
-    """A command of the contract whose implementation has not landed yet."""

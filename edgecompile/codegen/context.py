@@ -170,9 +170,6 @@ def build_context(qm: QuantizedModel, name: str) -> dict:
         "norm": _normalisation(qm),
         "in_scale": _float_literal(2.0 ** qm.in_frac),
     }
-    if not ctx["FC"]["sparse"]:  # the classifier adds its bias where the others add rounding
-        fc = ctx["FC"]
-        fc["offset_k"] = [(k + b) % (1 << 32) for k, b in zip(fc["offset_k"], ctx["fc_bias"], strict=True)]
     dims = [f["in_dim"] for mat in (ctx["W"], ctx["U"]) for f in mat["factors"]] + [ctx["FC"]["in_dim"]]
     ctx["max_in_dim"] = max(dims)
     # Largest step of SIG: the 16-bit interpolation of the fast kernels needs (SIG[i+1] - SIG[i]) * 255 + 128 < 2^16.
