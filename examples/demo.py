@@ -8,6 +8,7 @@ the summary is read back from the JSON reports the commands write.
 
 from __future__ import annotations
 
+import argparse
 import json
 import shlex
 import shutil
@@ -18,7 +19,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = Path("examples/japanese_vowels")  # paths relative to REPO, where every step runs
-OUT = Path("out/demo")
+OUT = Path("out/demo")  # default; `--out DIR` writes elsewhere
 BOARDS = ("uno", "mps2-an385")
 NAME = "jvowels"
 
@@ -40,8 +41,8 @@ def step(title: str, *args: str) -> None:
         sys.exit(f"demo: step failed with exit status {result.returncode}: {title}")
 
 
-def report(name: str) -> dict:
-    return json.loads((REPO / OUT / name).read_text())
+def report(out: Path, name: str) -> dict:
+    return json.loads((REPO / out / name).read_text())
 
 
 def pct(value: float | None) -> str:
@@ -49,36 +50,39 @@ def pct(value: float | None) -> str:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=OUT, help=f"where reports and projects go [{OUT}]")
+    out = parser.parse_args().out
     start = time.monotonic()
     model, calib = EXAMPLE / "model.npz", EXAMPLE / "X_calib.npy"
     X, y = EXAMPLE / "X_test.npy", EXAMPLE / "y_test.npy"
-    (REPO / OUT).mkdir(parents=True, exist_ok=True)
+    (REPO / out).mkdir(parents=True, exist_ok=True)
     print(f"edgecompile demo: {model}, a FastGRNN (low rank + 50% sparse) trained on the "
           "Japanese Vowels speaker-recognition data set (see examples/japanese_vowels/README.md)")
     step("1. What the checkpoint holds, and what int8 quantization makes of it",
-         "inspect", str(model), "--bits", "8", "--calib", str(calib), "--json", str(OUT / "inspect.json"))
+         "inspect", str(model), "--bits", "8", "--calib", str(calib), "--json", str(out / "inspect.json"))
     step("2. Accuracy of the float model vs the bit-exact int8 simulator on the 370 test sequences",
          "evaluate", str(model), "--data", str(X), "--labels", str(y), "--bits", "8",
-         "--calib", str(calib), "--json", str(OUT / "evaluate.json"))
+         "--calib", str(calib), "--json", str(out / "evaluate.json"))
     for board in BOARDS:
-        project = OUT / board
+        project = out / board
         step(f"3. Export a PlatformIO project for {board}: model library + parity firmware",
              "export", str(model), "--board", board, "--bits", "8", "--calib", str(calib),
              "--name", NAME, "-o", str(project), "--force")
         step(f"4. Build it offline with PlatformIO, checking the {board}'s memory budget",
-             "build", str(project), "--offline", "--json", str(OUT / f"build-{board}.json"))
+             "build", str(project), "--offline", "--json", str(out / f"build-{board}.json"))
         step(f"5. Run it on the emulated {board} and compare every logit with the host simulator",
              "verify", str(project), "--emulate", "--data", str(X), "--labels", str(y),
-             "--json", str(OUT / f"verify-{board}.json"))
-    print_summary()
-    print(f"\ndemo done in {time.monotonic() - start:.0f} s; reports and projects are in {OUT}/")
+             "--json", str(out / f"verify-{board}.json"))
+    print_summary(out)
+    print(f"\ndemo done in {time.monotonic() - start:.0f} s; reports and projects are in {out}/")
 
 
-def print_summary() -> None:
+def print_summary(out: Path) -> None:
     sys.path.insert(0, str(REPO))
     from edgecompile.targets.boards import get_board
 
-    ev = report("evaluate.json")
+    ev = report(out, "evaluate.json")
     print("\n## Summary\n")
     print(f"float accuracy {pct(ev['accuracy_float'])}, int8 simulator accuracy "
           f"{pct(ev['accuracy_quantized'])}, argmax agreement {pct(ev['argmax_agreement'])} "
@@ -88,7 +92,7 @@ def print_summary() -> None:
     print("|---|---|---|---|---|---|---|")
     for board_id in BOARDS:
         board = get_board(board_id)
-        v = report(f"verify-{board_id}.json")
+        v = report(out, f"verify-{board_id}.json")
         cycles = v.get("cycles_per_step")
         ms = "-" if not (cycles and board.f_cpu_hz) else f"{1000 * cycles / board.f_cpu_hz:.2f}"
         source = v.get("cycle_source") or "?"
