@@ -7,6 +7,7 @@ code and model data (weights + tables) from the symbol table. Prints ONE markdow
 
     .venv/bin/python benchmarks/bench_kernels.py [--cells a,b,c] [--bits 8,16]
         [--boards uno,mps2-an385,mps2-an386,mps2-an500] [--n 4] [--work DIR]
+        [--kernels fast,reference,portable]
 
 Units: on the Uno, CPU cycles (simavr is cycle-exact, Timer1 at clk/1); on the QEMU boards,
 instructions (``-icount shift=0`` SysTick, QEMU models no pipeline): M3/M4/M7 columns compare
@@ -103,14 +104,18 @@ def split_flash(elf: Path, board_id: str, name: str = NAME) -> tuple[int, int]:
     return code, data
 
 
-def run_one(key: str, bits: int, board: str, n: int, work: Path) -> dict:
+def run_one(key: str, bits: int, board: str, n: int, work: Path, kernel: str = "fast") -> dict:
     fm = cell_model(key)
     X = cell_data(key, n)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         qm = quantize(fm, bits, cell_data(key, 64, seed=2))
-    proj = work / f"{key}{bits}_{board}"
+    proj = work / f"{key}{bits}_{board}_{kernel}"
     export_project(qm, board, out_dir=proj, force=True, name=NAME)
+    if kernel != "fast":  # the generated library's other kernels, selected by a macro
+        ini = proj / "platformio.ini"
+        define = {"reference": "EC_KERNEL_REFERENCE", "portable": "EC_KERNEL_PORTABLE"}[kernel]
+        ini.write_text(ini.read_text().replace("build_flags =\n", f"build_flags =\n    -D{define}\n", 1))
     res = build_project(proj, offline=True, echo=None)
     np.save(work / f"X_{key}.npy", X)
     rep = verify_project(proj, data=work / f"X_{key}.npy", emulate=True)
@@ -120,18 +125,18 @@ def run_one(key: str, bits: int, board: str, n: int, work: Path) -> dict:
     macs = macs_per_step(qm)
     T = CELLS[key]["T"]
     unit = "instr" if "qemu" in rep.cycle_source else "cycles"
-    return dict(cell=key, bits=bits, board=board, macs=macs, per_step=rep.cycles_per_step,
+    return dict(cell=key, bits=bits, board=board, kernel=kernel, macs=macs, per_step=rep.cycles_per_step,
                 per_inf=rep.cycles_per_inference, T=T, unit=unit, code=code, data=data,
                 flash=rep.flash_bytes, ram=rep.ram_bytes)
 
 
 def table(rows: list[dict]) -> str:
-    head = ("| cell | bits | board | MACs/step | cycles or instr / step | per MAC | per inference "
+    head = ("| cell | bits | board | kernel | MACs/step | cycles or instr / step | per MAC | per inference "
             "(T steps + logits) | kernel code B | weights+tables B | flash / RAM (whole firmware) |")
-    lines = [head, "|" + "---|" * 10]
+    lines = [head, "|" + "---|" * 11]
     for r in rows:
         lines.append(
-            f"| {r['cell']}: {CELLS[r['cell']]['what']} | int{r['bits']} | {BOARD_LABEL[r['board']]} "
+            f"| {r['cell']}: {CELLS[r['cell']]['what']} | int{r['bits']} | {BOARD_LABEL[r['board']]} | {r['kernel']} "
             f"| {r['macs']:,} | {r['per_step']:,.0f} {r['unit']} | {r['per_step'] / r['macs']:.1f} "
             f"| {r['per_inf']:,.0f} (T={r['T']}) | {r['code']:,} | {r['data']:,} "
             f"| {r['flash']:,} / {r['ram']:,} |")
@@ -145,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--boards", default=",".join(BOARDS))
     ap.add_argument("--n", type=int, default=4, help="sequences per run (median reported)")
     ap.add_argument("--work", type=Path, default=None, help="keep the projects here")
+    ap.add_argument("--kernels", default="fast", help="fast (default), reference, portable; comma-separated")
     args = ap.parse_args(argv)
     os.environ.setdefault("EDGECOMPILE_OFFLINE", "1")
     work = args.work or Path(tempfile.mkdtemp(prefix="ec_bench_"))
@@ -154,8 +160,9 @@ def main(argv: list[str] | None = None) -> int:
         for key in args.cells.split(","):
             for bits in (int(b) for b in args.bits.split(",")):
                 for board in args.boards.split(","):
-                    print(f"# cell {key} int{bits} {board} ...", file=sys.stderr, flush=True)
-                    rows.append(run_one(key, bits, board, args.n, work))
+                    for kernel in args.kernels.split(","):
+                        print(f"# cell {key} int{bits} {board} {kernel} ...", file=sys.stderr, flush=True)
+                        rows.append(run_one(key, bits, board, args.n, work, kernel))
     finally:
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)

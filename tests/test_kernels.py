@@ -91,17 +91,20 @@ def test_reference_nonlinearities_exhaustive(half, nl):
 
 # --- the real assembly / DSP code under emulators ---------------------------------------------
 
-EMULATED = [  # (board, bits, low rank, extra define)
-    ("uno", 8, True, None), ("uno", 16, False, None), ("uno", 8, False, "EC_KERNEL_PORTABLE"),
-    ("uno", 16, True, "EC_KERNEL_REFERENCE"), ("mps2-an386", 8, True, None),
-    ("mps2-an386", 16, False, None), ("mps2-an500", 8, False, None),
+EMULATED = [  # (board, bits, shape, extra define)
+    ("uno", 8, "lr", None), ("uno", 16, "full", None), ("uno", 8, "full", "EC_KERNEL_PORTABLE"),
+    ("uno", 16, "lr", "EC_KERNEL_REFERENCE"), ("uno", 8, "wide", None), ("uno", 16, "wide", None),
+    ("mps2-an386", 8, "lr", None), ("mps2-an386", 16, "full", None), ("mps2-an500", 8, "full", None),
 ]
+SHAPES = {"lr": dict(D=9, H=20, C=4, wrank=4, urank=5), "full": dict(D=9, H=20, C=4),
+          # rows of 260 inputs: the AVR assembly's 8-bit counter runs in chunks of 255
+          "wide": dict(D=5, H=260, C=3, wrank=3, urank=2)}
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("board,bits,low_rank,define", EMULATED,
-                         ids=[f"{b}-int{n}-{'lr' if lr else 'full'}-{d or 'default'}" for b, n, lr, d in EMULATED])
-def test_kernels_on_emulators(tmp_path, monkeypatch, board, bits, low_rank, define):
+@pytest.mark.parametrize("board,bits,shape,define", EMULATED,
+                         ids=[f"{b}-int{n}-{sh}-{d or 'default'}" for b, n, sh, d in EMULATED])
+def test_kernels_on_emulators(tmp_path, monkeypatch, board, bits, shape, define):
     from edgecompile.codegen.export import export_project
     from edgecompile.quant import quantize
     from edgecompile.verify import verify_project
@@ -110,7 +113,7 @@ def test_kernels_on_emulators(tmp_path, monkeypatch, board, bits, low_rank, defi
     if shutil.which(tool) is None and tool != "simavr":
         pytest.skip(f"{tool} not installed")
     monkeypatch.setenv("EDGECOMPILE_OFFLINE", "1")
-    fm = make_model(D=9, H=20, C=4, wrank=4 if low_rank else None, urank=5 if low_rank else None, seed=bits)
+    fm = make_model(**SHAPES[shape], seed=bits)
     X = make_inputs(fm, n=6, T=7)
     X[0, 0, :] = 1e6  # saturated inputs
     X[1, 1, :] = -1e6
