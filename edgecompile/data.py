@@ -39,8 +39,9 @@ def check_fits(X: np.ndarray, model: FloatModel, source: str = "data") -> None:
         )
 
 
-def load_labels(path: str | os.PathLike, n: int, num_classes: int) -> np.ndarray:
-    """Read ``y.npy``: ``n`` integer class ids in ``[0, num_classes)``."""
+def load_labels(path: str | os.PathLike, n: int, num_classes: int | None = None) -> np.ndarray:
+    """Read ``y.npy``: ``n`` integer class ids in ``[0, num_classes)`` (``>= 0`` when the number
+    of classes is not known yet, as when training)."""
     y = _load_npy(path)
     if y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
         y = y.astype(np.int64)
@@ -49,7 +50,9 @@ def load_labels(path: str | os.PathLike, n: int, num_classes: int) -> np.ndarray
     y = y.reshape(-1).astype(np.int64)
     if y.size != n:
         raise DataError(f"{path}: {y.size} labels for {n} sequences")
-    if y.size and (y.min() < 0 or y.max() >= num_classes):
+    if y.size and y.min() < 0:
+        raise DataError(f"{path}: labels must be class ids 0..C-1 (found {y.min()})")
+    if y.size and num_classes is not None and y.max() >= num_classes:
         raise DataError(f"{path}: labels must lie in [0, {num_classes - 1}]")
     return y
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from ..data import load_sequences
+from ..data import load_labels, load_sequences
 from ..errors import DataError
 from ..tsfile import read_ts
 
@@ -19,26 +18,6 @@ class TrainingData:
     y: np.ndarray  # int64 [N] in 0..C-1
     lengths: np.ndarray | None  # real lengths before padding (.ts only)
     class_labels: list[str] | None  # .ts class names in label order
-
-
-def _labels_npy(path: str | os.PathLike, n: int) -> np.ndarray:
-    p = Path(path)
-    if not p.is_file():
-        raise DataError(f"{p}: no such file")
-    try:
-        y = np.load(p, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise DataError(f"{p}: not a readable .npy array ({exc})") from None
-    if y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
-        y = y.astype(np.int64)
-    if y.dtype.kind not in "iu":
-        raise DataError(f"{p}: dtype {y.dtype}, expected integer class labels")
-    y = y.reshape(-1).astype(np.int64)
-    if y.size != n:
-        raise DataError(f"{p}: {y.size} labels for {n} sequences")
-    if y.min() < 0:
-        raise DataError(f"{p}: labels must be class ids 0..C-1 (found {y.min()})")
-    return y
 
 
 def load_training_data(
@@ -58,7 +37,7 @@ def load_training_data(
         lengths = np.minimum(ds.lengths, X.shape[1])
         classes = ds.class_labels
         if labels is not None:
-            y = _labels_npy(labels, X.shape[0])
+            y = load_labels(labels, X.shape[0])
             classes = None  # the file's class names no longer describe these ids
         elif ds.labels is not None:
             y = ds.labels
@@ -73,7 +52,7 @@ def load_training_data(
 
             X = pad_series(list(X), length, pad)
         lengths, classes = None, None
-        y = _labels_npy(labels, X.shape[0])
+        y = load_labels(labels, X.shape[0])
     if np.unique(y).size < 2:
         raise DataError(f"{labels or data}: training needs at least two classes")
     return TrainingData(X=X, y=y, lengths=lengths, class_labels=classes)
