@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import hashlib
-import os
 import queue
 import shutil
 import signal
@@ -24,8 +22,8 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from ..errors import BuildError, LinkError
-from ..resources import resource_dir
+from ..errors import LinkError
+from ..hosttools import simavr_program
 from .timeouts import DEFAULT, Timeouts
 
 QEMU_MACHINES = ("lm3s6965evb", "mps2-an385", "mps2-an386", "mps2-an500")
@@ -34,37 +32,11 @@ QEMU_MACHINES = ("lm3s6965evb", "mps2-an385", "mps2-an386", "mps2-an500")
 #: QEMU 7.2 clocks the lm3s6965evb's SysTick at 12.5 MHz, the MPS2 boards' at 25 MHz.
 QEMU_INSTRUCTIONS_PER_SYSTICK = {"lm3s6965evb": 80, "mps2-an385": 40, "mps2-an386": 40,
                                  "mps2-an500": 40}
-SIMAVR_INCLUDES = ("/usr/include/simavr", "/usr/include/simavr/parts")
-
-
-def cache_dir() -> Path:
-    """``$EDGECOMPILE_CACHE`` or ``~/.cache/edgecompile``."""
-    base = os.environ.get("EDGECOMPILE_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "edgecompile")
-    path = Path(base)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def build_simavr_host() -> Path:
-    """Compile ``simavr_host`` against libsimavr once; cached by the hash of its source."""
-    src = resource_dir("firmware") / "emulators" / "simavr_host.c"
-    digest = hashlib.sha256(src.read_bytes()).hexdigest()[:12]
-    exe = cache_dir() / f"simavr_host-{digest}"
-    if exe.exists():
-        return exe
-    cc = shutil.which("gcc") or shutil.which("cc")
-    if cc is None:
-        raise BuildError("no C compiler (gcc) to build the simavr host program")
-    tmp = exe.with_name(f"{exe.name}.{os.getpid()}.tmp")
-    cmd = [cc, "-O2", "-std=c99", "-o", str(tmp), str(src)]
-    cmd += [f"-I{d}" for d in SIMAVR_INCLUDES] + ["-lsimavr", "-lutil", "-lpthread"]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise BuildError("cannot build simavr_host (is libsimavr-dev installed?):\n"
-                         + proc.stderr.strip()[-2000:])
-    os.replace(tmp, exe)  # atomic: parallel first uses do not see a half-written file
-    return exe
+    """The libsimavr host program that bridges a simulated UART to a pty (compiled once, cached)."""
+    return simavr_program("simavr_host")
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec

@@ -11,11 +11,9 @@ programs the simulated flash exactly as it would a board on a USB serial port.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import queue
 import re
-import shutil
 import signal
 import stat
 import subprocess
@@ -27,15 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import BoardError, BuildError, LinkError
-from ..resources import resource_dir
+from ..hosttools import cached, run_tool, simavr_program
 from .boards import get_board
 from .platformio import choose_offline, run_pio
 from .project import read_project_config
 
 #: Upper bound of one upload (avrdude gives up after ~10 sync attempts well within it).
 UPLOAD_TIMEOUT_S = 120.0
-#: Compiling a host program or the bootloader.
-TOOL_COMPILE_TIMEOUT_S = 120.0
 #: Waiting for the simulated Uno's READY line.
 SIM_START_TIMEOUT_S = 10.0
 OPTIBOOT_SRC = Path("/usr/share/arduino/hardware/arduino/avr/bootloaders/optiboot")
@@ -48,9 +44,6 @@ OPTIBOOT_FLAGS = (
     "-Wl,--section-start=.text=0x7e00 -Wl,--section-start=.version=0x7ffe -Wl,--relax "
     "-Wl,--gc-sections -nostartfiles -nostdlib"
 ).split()
-HOST_CFLAGS = ["-O2", "-std=gnu99", "-Wall", "-Wextra", "-Werror", "-pedantic",
-               "-isystem", "/usr/include/simavr", "-isystem", "/usr/include/simavr/parts"]
-HOST_LIBS = ["-lsimavr", "-lutil", "-lpthread"]
 
 
 # --------------------------------------------------------------------------- port checks
@@ -175,38 +168,6 @@ def flash_project(
 
 # ----------------------------------------------------------------- cached host-side tools
 
-def cache_dir() -> Path:
-    """``$EDGECOMPILE_CACHE`` or ``~/.cache/edgecompile`` (created)."""
-    d = Path(os.environ.get("EDGECOMPILE_CACHE") or Path.home() / ".cache" / "edgecompile")
-    d.mkdir(parents=True, exist_ok=True)
-    return d
-
-
-def _cached(name: str, inputs: list[bytes], make: Callable[[Path], None]) -> Path:
-    """A file in the cache keyed by the hash of ``inputs``, made atomically by ``make(tmp)``."""
-    key = hashlib.sha256(b"\0".join(inputs)).hexdigest()[:16]
-    out = cache_dir() / f"{name}-{key}"
-    if out.exists():
-        return out
-    with tempfile.TemporaryDirectory(dir=cache_dir(), prefix=".tmp-") as tmp:
-        target = Path(tmp) / out.name
-        make(target)
-        os.replace(target, out)
-    return out
-
-
-def _run_tool(cmd: list[str], what: str) -> None:
-    try:
-        res = subprocess.run(cmd, capture_output=True, text=True, timeout=TOOL_COMPILE_TIMEOUT_S,
-                             check=False)
-    except FileNotFoundError as exc:
-        raise BuildError(f"{what}: '{cmd[0]}' is not installed") from exc
-    except subprocess.TimeoutExpired as exc:
-        raise BuildError(f"{what}: took longer than {TOOL_COMPILE_TIMEOUT_S:.0f} s") from exc
-    if res.returncode != 0:
-        raise BuildError(f"{what} failed: {res.stderr.strip()[:400]}")
-
-
 def optiboot_hex() -> Path:
     """Debian's Optiboot for the Uno rebuilt to fit its 512-byte boot section (cached)."""
     src = OPTIBOOT_SRC / "optiboot.c"
@@ -215,9 +176,9 @@ def optiboot_hex() -> Path:
 
     def make(target: Path) -> None:
         elf = target.with_suffix(".elf")
-        _run_tool(["avr-gcc", *OPTIBOOT_FLAGS, f"-I{OPTIBOOT_SRC}", str(src), "-o", str(elf)],
+        run_tool(["avr-gcc", *OPTIBOOT_FLAGS, f"-I{OPTIBOOT_SRC}", str(src), "-o", str(elf)],
                   "building Optiboot")
-        _run_tool(["avr-objcopy", "-O", "ihex", str(elf), str(elf.with_suffix(".ihex"))],
+        run_tool(["avr-objcopy", "-O", "ihex", str(elf), str(elf.with_suffix(".ihex"))],
                   "converting Optiboot")
         text = elf.with_suffix(".ihex").read_text().splitlines()
         # Drop the start-address record (type 03): libsimavr's hex reader does not take it.
@@ -225,22 +186,7 @@ def optiboot_hex() -> Path:
 
     deps = [src.read_bytes(), (OPTIBOOT_SRC / "boot.h").read_bytes(),
             (OPTIBOOT_SRC / "pin_defs.h").read_bytes(), " ".join(OPTIBOOT_FLAGS).encode()]
-    return _cached("optiboot_atmega328.hex", deps, make)
-
-
-def host_program(name: str) -> Path:
-    """``firmware/emulators/<name>.c`` compiled against libsimavr (cached by source hash)."""
-    src = resource_dir("firmware") / "emulators" / f"{name}.c"
-    if not src.is_file():
-        raise BuildError(f"{src} is missing")
-    if shutil.which("gcc") is None:
-        raise BuildError("gcc is not installed (needed for the simavr host programs)")
-
-    def make(target: Path) -> None:
-        _run_tool(["gcc", *HOST_CFLAGS, str(src), "-o", str(target), *HOST_LIBS],
-                  f"compiling {src.name}")
-
-    return _cached(name, [src.read_bytes(), " ".join(HOST_CFLAGS + HOST_LIBS).encode()], make)
+    return cached("optiboot_atmega328.hex", deps, make)
 
 
 class SimulatedUno:
@@ -266,7 +212,7 @@ class SimulatedUno:
         self.proc: subprocess.Popen[str] | None = None
 
     def __enter__(self) -> SimulatedUno:
-        cmd = [str(host_program("uno_optiboot_host")), "-l", self.port, "-d", str(self.dump_path),
+        cmd = [str(simavr_program("uno_optiboot_host")), "-l", self.port, "-d", str(self.dump_path),
                "-t", str(self.max_seconds), str(optiboot_hex())]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, text=True)
@@ -371,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 __all__ = ["FlashResult", "SimulatedUno", "check_port", "flash_project", "hex_to_bin",
-           "host_program", "optiboot_hex", "port_holders"]
+           "optiboot_hex", "port_holders"]
 
 if __name__ == "__main__":  # pragma: no cover
     raise SystemExit(main())

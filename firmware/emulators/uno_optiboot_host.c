@@ -19,24 +19,17 @@
  *   EXIT <reason>  the simulation stopped (signal, timeout, crashed)
  * Built by edgecompile.targets.flash on first use and cached. */
 #define _DEFAULT_SOURCE 1
-#include <errno.h>
-#include <fcntl.h>
-#include <pty.h>
 #include <signal.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/inotify.h>
-#include <sys/prctl.h>
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "avr_uart.h"
-#include "sim_avr.h"
 #include "sim_hex.h"
-#include "sim_io.h"
+#include "simavr_uart_pty.h"
 
 #define UNO_HZ 16000000ul
 #define BOOT_START 0x7E00u    /* Optiboot: the last 512 bytes of the ATmega328P's flash */
@@ -44,36 +37,8 @@
 #define MCUSR_EXTRF 0x02u
 #define PACE_SLACK_NS 2000000ll /* sleep when simulated time runs this far ahead */
 
-static int master_fd = -1;
-static volatile int xon = 1;
 static volatile sig_atomic_t stop_signal;
 static volatile sig_atomic_t dump_requested;
-
-static void uart_out_hook(struct avr_irq_t *irq, uint32_t value, void *param)
-{
-    unsigned char c = (unsigned char)value;
-    (void)irq;
-    (void)param;
-    /* Nobody reading: drop the byte rather than stall the simulation. */
-    while (write(master_fd, &c, 1) < 0 && errno == EINTR) {
-    }
-}
-
-static void xon_hook(struct avr_irq_t *irq, uint32_t value, void *param)
-{
-    (void)irq;
-    (void)value;
-    (void)param;
-    xon = 1;
-}
-
-static void xoff_hook(struct avr_irq_t *irq, uint32_t value, void *param)
-{
-    (void)irq;
-    (void)value;
-    (void)param;
-    xon = 0;
-}
 
 static void on_signal(int sig)
 {
@@ -99,14 +64,6 @@ static void event(const char *what, const char *arg)
         printf("%s\n", what);
     }
     fflush(stdout);
-}
-
-static void uart_flags(avr_t *avr)
-{
-    uint32_t flags = 0;
-    avr_ioctl(avr, AVR_IOCTL_UART_GET_FLAGS('0'), &flags);
-    flags &= ~(uint32_t)(AVR_UART_FLAG_STDIO | AVR_UART_FLAG_POLL_SLEEP);
-    avr_ioctl(avr, AVR_IOCTL_UART_SET_FLAGS('0'), &flags);
 }
 
 /* "Reset button": into the bootloader, which stays there because EXTRF is set. */
@@ -165,9 +122,7 @@ int main(int argc, char **argv)
     avr_irq_t *uart_in;
     int opt, slave_fd = -1, ino_fd;
     char name[256];
-    struct termios tio;
-    unsigned char pending[256];
-    size_t npending = 0, ppos = 0;
+    struct uart_backlog backlog = {{0}, 0, 0};
     unsigned long loops = 0;
     long long start_ns, base_ns;
     avr_cycle_count_t base_cycle;
@@ -190,12 +145,7 @@ int main(int argc, char **argv)
         usage(argv[0]);
         return 2;
     }
-    prctl(PR_SET_PDEATHSIG, SIGTERM); /* never outlive the process that started us */
-    signal(SIGTERM, on_signal);
-    signal(SIGINT, on_signal);
-    signal(SIGHUP, on_signal);
-    signal(SIGUSR1, on_signal);
-    signal(SIGPIPE, SIG_IGN);
+    install_signals(on_signal);
 
     avr = avr_make_mcu_by_name("atmega328p");
     if (!avr) {
@@ -213,38 +163,26 @@ int main(int argc, char **argv)
     avr->codeend = avr->flashend;
     avr->reset_pc = BOOT_START; /* the BOOTRST fuse */
 
-    if (openpty(&master_fd, &slave_fd, name, NULL, NULL) != 0) {
-        perror("uno_optiboot_host: openpty");
+    slave_fd = pty_open(name, NULL, "uno_optiboot_host");
+    if (slave_fd < 0) {
         return 2;
     }
-    tcgetattr(slave_fd, &tio);
-    cfmakeraw(&tio);
-    tcsetattr(slave_fd, TCSANOW, &tio);
     /* The slave is closed again: while no client has it open, nobody "uses" the port (a busy
      * check sees only real clients); the master then reads EIO, treated as "no input". */
     close(slave_fd);
-    fcntl(master_fd, F_SETFL, fcntl(master_fd, F_GETFL) | O_NONBLOCK);
     ino_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
     if (ino_fd < 0 || inotify_add_watch(ino_fd, name, IN_OPEN) < 0) {
         perror("uno_optiboot_host: inotify");
         return 2;
     }
-    if (link) {
+    if (link) { /* only after inotify watches the pty: an open through the link is seen */
         unlink(link);
         if (symlink(name, link) != 0) {
             perror("uno_optiboot_host: symlink");
             return 2;
         }
     }
-
-    uart_flags(avr);
-    avr_irq_register_notify(avr_io_getirq(avr, AVR_IOCTL_UART_GETIRQ('0'), UART_IRQ_OUTPUT),
-                            uart_out_hook, NULL);
-    avr_irq_register_notify(avr_io_getirq(avr, AVR_IOCTL_UART_GETIRQ('0'), UART_IRQ_OUT_XON),
-                            xon_hook, NULL);
-    avr_irq_register_notify(avr_io_getirq(avr, AVR_IOCTL_UART_GETIRQ('0'), UART_IRQ_OUT_XOFF),
-                            xoff_hook, NULL);
-    uart_in = avr_io_getirq(avr, AVR_IOCTL_UART_GETIRQ('0'), UART_IRQ_INPUT);
+    uart_in = uart_attach(avr);
 
     external_reset(avr);
     start_ns = base_ns = now_ns();
@@ -293,7 +231,7 @@ int main(int argc, char **argv)
             ssize_t k = read(ino_fd, buf, sizeof buf);
             if (k > 0) { /* the port was opened: like DTR on a real Uno */
                 tcflush(master_fd, TCIOFLUSH); /* stale bytes both ways */
-                npending = ppos = 0;
+                backlog.count = backlog.next = 0;
                 external_reset(avr);
                 in_boot = 1;
                 app_reported = 0;
@@ -317,14 +255,7 @@ int main(int argc, char **argv)
             event("EXIT", "timeout");
             break;
         }
-        if (ppos == npending) {
-            ssize_t k = read(master_fd, pending, sizeof pending);
-            npending = k > 0 ? (size_t)k : 0u;
-            ppos = 0;
-        }
-        while (ppos < npending && xon) {
-            avr_raise_irq(uart_in, pending[ppos++]);
-        }
+        uart_feed(uart_in, &backlog, 1);
     }
     if (link) { /* only our own link: a later run may have reused the name */
         char target[256];
