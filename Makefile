@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 EC     := $(VENV)/bin/edgecompile
 APT_PACKAGES := gcc-avr avr-libc binutils-avr arduino-core-avr gcc-arm-none-eabi \
 	libnewlib-arm-none-eabi simavr libsimavr-dev libsimavrparts1 qemu-system-arm avrdude \
-	gcc clang make
+	gcc clang make strace
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test setup apt venv lint clean
