@@ -12,6 +12,7 @@ is what tests/test_codegen.py compiles on the host. Here:
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import warnings
 
@@ -95,10 +96,31 @@ EMULATED = [  # (board, bits, shape, extra define)
     ("uno", 8, "lr", None), ("uno", 16, "full", None), ("uno", 8, "full", "EC_KERNEL_PORTABLE"),
     ("uno", 16, "lr", "EC_KERNEL_REFERENCE"), ("uno", 8, "wide", None), ("uno", 16, "wide", None),
     ("mps2-an386", 8, "lr", None), ("mps2-an386", 16, "full", None), ("mps2-an500", 8, "full", None),
+    ("uno", 8, "usps", None),
 ]
 SHAPES = {"lr": dict(D=9, H=20, C=4, wrank=4, urank=5), "full": dict(D=9, H=20, C=4),
-          # rows of 260 inputs: the AVR assembly's 8-bit counter runs in chunks of 255
+          # rows of 260 inputs: the AVR row blocks of 32 end in a partial block
           "wide": dict(D=5, H=260, C=3, wrank=3, urank=2)}
+
+
+def _usps_cell():
+    """Benchmark cell (a) (benchmarks/bench_kernels.py) and its calibration data: W2 and U2 share
+    rank 5 and the rescaling shift 7, so the AVR row routine applies the shift itself."""
+    from edgecompile.checkpoint import model_from_arrays
+
+    rng = np.random.default_rng(0)
+
+    def mat(rows, cols):
+        return rng.normal(0.0, 1.0 / np.sqrt(rows), (rows, cols)).astype(np.float32)
+
+    a = {"W1": mat(16, 5), "W2": mat(5, 32), "U1": mat(32, 5), "U2": mat(5, 32),
+         "Bg": rng.normal(1.0, 0.3, (1, 32)).astype(np.float32), "Bh": rng.normal(0.0, 0.3, (1, 32)).astype(np.float32),
+         "zeta": np.array([[1.0]], np.float32), "nu": np.array([[-4.0]], np.float32),
+         "FC": (2.0 * mat(32, 10)).astype(np.float32), "FCbias": rng.normal(0.0, 0.1, 10).astype(np.float32),
+         "mean": np.zeros(16, np.float32), "std": np.ones(16, np.float32)}
+    fm = model_from_arrays(a)
+    fm = dataclasses.replace(fm, sha256=fm.content_hash())
+    return fm, np.random.default_rng(2).normal(0.0, 1.0, (64, 16, 16)).astype(np.float32)
 
 
 @pytest.mark.slow
@@ -113,15 +135,17 @@ def test_kernels_on_emulators(tmp_path, monkeypatch, board, bits, shape, define)
     if shutil.which(tool) is None and tool != "simavr":
         pytest.skip(f"{tool} not installed")
     monkeypatch.setenv("EDGECOMPILE_OFFLINE", "1")
-    fm = make_model(**SHAPES[shape], seed=bits)
+    fm, calib = _usps_cell() if shape == "usps" else (make_model(**SHAPES[shape], seed=bits), None)
     X = make_inputs(fm, n=6, T=7)
     X[0, 0, :] = 1e6  # saturated inputs
     X[1, 1, :] = -1e6
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        qm = quantize(fm, bits, X)
+        qm = quantize(fm, bits, X if calib is None else calib)
     proj = tmp_path / "proj"
     export_project(qm, board, out_dir=proj, name="kern")
+    if shape == "usps":  # the path under test: rank-5 rows in registers, the shift in assembly
+        assert "then >> 7" in (proj / "lib" / "kern" / "src" / "kern.c").read_text()
     if define:
         ini = proj / "platformio.ini"
         ini.write_text(ini.read_text().replace("build_flags =\n", f"build_flags =\n    -D{define}\n", 1))

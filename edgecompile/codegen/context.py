@@ -170,11 +170,14 @@ def build_context(qm: QuantizedModel, name: str) -> dict:
         "norm": _normalisation(qm),
         "in_scale": _float_literal(2.0 ** qm.in_frac),
     }
-    dims = [f["in_dim"] for mat in (ctx["W"], ctx["U"]) for f in mat["factors"]] + [ctx["FC"]["in_dim"]]
-    ctx["max_in_dim"] = max(dims)
-    # Largest step of SIG: the 16-bit interpolation of the fast kernels needs (SIG[i+1] - SIG[i]) * 255 + 128 < 2^16.
-    if ctx["sig_table"] is not None and int(np.diff(SIG).max()) * 255 + 128 >= 1 << 16:
-        raise CodegenError("the sigmoid table's steps are too large for 16-bit interpolation")
+    if not ctx["FC"]["sparse"]:
+        # The offset-binary kernel's classifier rows start from FCbias too (logits need no add).
+        ctx["FC"]["offset_k"] = [_offset_k(r, b) for r, b in zip(ctx["FC"]["rows"], ctx["fc_bias"], strict=True)]
+    # Steps of SIG: the 16-bit interpolation of the fast kernels needs (SIG[i+1] - SIG[i]) * 255 + 128 < 2^16,
+    # and the AVR one (one 8x8 MUL and the step's bit 8) steps in [0, 256].
+    steps = np.diff(SIG)
+    if ctx["sig_table"] is not None and (int(steps.min()) < 0 or int(steps.max()) > 256):
+        raise CodegenError("the sigmoid table's steps are outside [0, 256]: no 16-bit interpolation")
     shifts = [f["shift"] for mat in (ctx["W"], ctx["U"]) for f in mat["factors"]] + [qm.residual_shift]
     ctx["uses_mul_pow2"] = any(s < 0 for s in shifts)
     for key in (("zeta", "nu") if grnn else ("alpha", "beta")):
