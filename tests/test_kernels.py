@@ -96,11 +96,14 @@ EMULATED = [  # (board, bits, shape, extra define)
     ("uno", 8, "lr", None), ("uno", 16, "full", None), ("uno", 8, "full", "EC_KERNEL_PORTABLE"),
     ("uno", 16, "lr", "EC_KERNEL_REFERENCE"), ("uno", 8, "wide", None), ("uno", 16, "wide", None),
     ("mps2-an386", 8, "lr", None), ("mps2-an386", 16, "full", None), ("mps2-an500", 8, "full", None),
-    ("uno", 8, "usps", None),
+    ("uno", 8, "usps", None), ("uno", 8, "qnl", None), ("uno", 16, "rnn", None),
 ]
 SHAPES = {"lr": dict(D=9, H=20, C=4, wrank=4, urank=5), "full": dict(D=9, H=20, C=4),
           # rows of 260 inputs: the AVR row blocks of 32 end in a partial block
-          "wide": dict(D=5, H=260, C=3, wrank=3, urank=2)}
+          "wide": dict(D=5, H=260, C=3, wrank=3, urank=2),
+          # the AVR per-unit asm serves FastGRNN with sigmoid / tanh only: these keep the C update
+          "qnl": dict(D=9, H=20, C=4, wrank=4, urank=5, gate_nl="quantSigm", update_nl="quantTanh"),
+          "rnn": dict(D=9, H=20, C=4, cell="FastRNN")}
 
 
 def _usps_cell():
@@ -146,6 +149,12 @@ def test_kernels_on_emulators(tmp_path, monkeypatch, board, bits, shape, define)
     export_project(qm, board, out_dir=proj, name="kern")
     if shape == "usps":  # the path under test: rank-5 rows in registers, the shift in assembly
         assert "then >> 7" in (proj / "lib" / "kern" / "src" / "kern.c").read_text()
+    # the per-unit asm (FastGRNN, sigmoid gate, tanh update, residual shift 0 or -1) runs where generated
+    unit_asm = (qm.cell == "FastGRNN" and qm.gate_nl == "sigmoid" and qm.update_nl == "tanh"
+                and qm.residual_shift in (0, -1))
+    assert ("_unit_avr(pre" in (proj / "lib" / "kern" / "src" / "kern.c").read_text()) == unit_asm
+    if shape == "usps":
+        assert unit_asm
     if define:
         ini = proj / "platformio.ini"
         ini.write_text(ini.read_text().replace("build_flags =\n", f"build_flags =\n    -D{define}\n", 1))

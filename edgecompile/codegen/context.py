@@ -180,6 +180,10 @@ def build_context(qm: QuantizedModel, name: str) -> dict:
         raise CodegenError("the sigmoid table's steps are outside [0, 256]: no 16-bit interpolation")
     shifts = [f["shift"] for mat in (ctx["W"], ctx["U"]) for f in mat["factors"]] + [qm.residual_shift]
     ctx["uses_mul_pow2"] = any(s < 0 for s in shifts)
+    # The AVR per-unit asm routine: FastGRNN with a sigmoid gate and a tanh update, and a residual shift of
+    # 0 or -1 (c * coef << 1 + z * h stays within int32); other cells keep the C update.
+    ctx["unit_asm"] = bool(grnn and ctx["gate_nl"] == "sigmoid" and ctx["update_nl"] == "tanh"
+                           and qm.residual_shift in (0, -1))
     for key in (("zeta", "nu") if grnn else ("alpha", "beta")):
         if ctx[key] is None or not 0 <= ctx[key] <= 16384:
             raise CodegenError(f"residual scalar {key} missing or outside [0, 16384]")
