@@ -62,8 +62,30 @@ class Matrix:
         return int(sum(f.size for f in self.factors))
 
 
+class Normalised:
+    """Input normalisation shared by the float and the quantized model: ``mean``/``std`` of
+    length D, or T*D (EdgeML's layout: one entry per time-step offset), or absent (identity).
+    Needs ``W`` (for D), ``mean`` and ``std`` attributes."""
+
+    @property
+    def seq_len(self) -> int | None:
+        """T when the normalisation is per time-step offset (the T*D layout), else None."""
+        if self.mean is not None and self.mean.size != self.W.in_dim:
+            return self.mean.size // self.W.in_dim
+        return None
+
+    def normalisation(self, steps: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per-step ``(mean, std)`` arrays of shape ``[steps, D]`` (identity when absent)."""
+        d = self.W.in_dim
+        mean = np.zeros(d) if self.mean is None else self.mean
+        std = np.ones(d) if self.std is None else self.std
+        if mean.size == d:
+            return np.broadcast_to(mean, (steps, d)), np.broadcast_to(std, (steps, d))
+        return mean.reshape(steps, d), std.reshape(steps, d)
+
+
 @dataclass(frozen=True)
-class FloatModel:
+class FloatModel(Normalised):
     """A validated FastGRNN or FastRNN classifier, all arrays float64.
 
     FastGRNN uses ``bias_gate`` (Bg), ``bias_update`` (Bh), ``zeta`` and ``nu``; FastRNN uses
@@ -99,22 +121,6 @@ class FloatModel:
     @property
     def num_classes(self) -> int:
         return int(self.FC.shape[1])
-
-    @property
-    def seq_len(self) -> int | None:
-        """T when the normalisation is per time-step offset (EdgeML's T*D layout), else None."""
-        if self.mean is not None and self.mean.size != self.input_dim:
-            return self.mean.size // self.input_dim
-        return None
-
-    def normalisation(self, steps: int) -> tuple[np.ndarray, np.ndarray]:
-        """Per-step ``(mean, std)`` arrays of shape ``[steps, D]`` (identity when absent)."""
-        d = self.input_dim
-        mean = np.zeros(d) if self.mean is None else self.mean
-        std = np.ones(d) if self.std is None else self.std
-        if mean.size == d:
-            return np.broadcast_to(mean, (steps, d)), np.broadcast_to(std, (steps, d))
-        return mean.reshape(steps, d), std.reshape(steps, d)
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The checkpoint arrays under their EdgeML names (what ``save_checkpoint`` writes)."""

@@ -18,6 +18,7 @@ import numpy as np
 from . import __version__
 from .errors import QuantError
 from .fixedpoint import INT32_LIMIT, PRE_FRAC
+from .model import Normalised
 
 FORMAT_VERSION = 1
 
@@ -73,7 +74,7 @@ class QMatrix:
 
 
 @dataclass(frozen=True)
-class QuantizedModel:
+class QuantizedModel(Normalised):
     """Everything the integer kernel needs, plus the host-side input quantization."""
 
     cell: str
@@ -109,12 +110,6 @@ class QuantizedModel:
     @property
     def num_classes(self) -> int:
         return self.FC.shape[1]
-
-    @property
-    def seq_len(self) -> int | None:
-        if self.mean is not None and self.mean.size != self.input_dim:
-            return self.mean.size // self.input_dim
-        return None
 
     @property
     def logit_frac(self) -> int:

@@ -16,11 +16,7 @@ from .qmodel import QMatrix, QuantizedModel
 def quantize_inputs(qm: QuantizedModel, X: np.ndarray) -> np.ndarray:
     """Raw float inputs ``[N, T, D]`` → int16 Q(in_frac), normalised in float64 on the host."""
     X = np.asarray(X, dtype=np.float64)
-    steps, d = X.shape[1], X.shape[2]
-    mean = np.zeros(d) if qm.mean is None else qm.mean
-    std = np.ones(d) if qm.std is None else qm.std
-    if mean.size != d:
-        mean, std = mean.reshape(steps, d), std.reshape(steps, d)
+    mean, std = qm.normalisation(X.shape[1])
     return to_fixed((X - mean) / std, qm.in_frac).astype(np.int16)
 
 
