@@ -36,14 +36,19 @@ def _cortexm_dir():
 
 common_flags = ["-Os", "-Wall", "-ffunction-sections", "-fdata-sections"]
 
-if arch == "avr":
-    prefix = "avr-"
-    mcu = board.get("build.mcu")
+
+def use_toolchain(prefix):
+    """The GNU toolchain whose tools are named ``<prefix>gcc``, ``<prefix>objcopy``, ..."""
     env.Replace(
         AR=prefix + "gcc-ar", AS=prefix + "gcc", CC=prefix + "gcc", CXX=prefix + "g++",
         GDB=prefix + "gdb", OBJCOPY=prefix + "objcopy", RANLIB=prefix + "gcc-ranlib",
         SIZETOOL=prefix + "size", PROGSUFFIX=".elf",
     )
+
+
+if arch == "avr":
+    use_toolchain("avr-")
+    mcu = board.get("build.mcu")
     machine = ["-mmcu=" + mcu]
     env.Append(
         ASFLAGS=machine + ["-x", "assembler-with-cpp"],
@@ -61,13 +66,8 @@ if arch == "avr":
         SIZECHECKCMD="$SIZETOOL -A -d $SOURCES",
     )
 elif arch == "arm":
-    prefix = "arm-none-eabi-"
+    use_toolchain("arm-none-eabi-")
     cpu = board.get("build.cpu")
-    env.Replace(
-        AR=prefix + "gcc-ar", AS=prefix + "gcc", CC=prefix + "gcc", CXX=prefix + "g++",
-        GDB=prefix + "gdb", OBJCOPY=prefix + "objcopy", RANLIB=prefix + "gcc-ranlib",
-        SIZETOOL=prefix + "size", PROGSUFFIX=".elf",
-    )
     machine = ["-mcpu=" + cpu, "-mthumb"]
     fpu = board.get("build.fpu", "")
     if fpu:
