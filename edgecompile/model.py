@@ -62,21 +62,35 @@ class Matrix:
         return int(sum(f.size for f in self.factors))
 
 
-class Normalised:
-    """Input normalisation shared by the float and the quantized model: ``mean``/``std`` of
-    length D, or T*D (EdgeML's layout: one entry per time-step offset), or absent (identity).
-    Needs ``W`` (for D), ``mean`` and ``std`` attributes."""
+class ModelShape:
+    """Dimensions and input normalisation, shared by the float and the quantized model.
+
+    ``mean``/``std`` have length D, or T*D (EdgeML's layout: one entry per time-step offset), or
+    are absent (identity). Needs ``W`` (``in_dim``/``out_dim``), ``FC`` (``shape``), ``mean`` and
+    ``std`` attributes."""
+
+    @property
+    def input_dim(self) -> int:
+        return self.W.in_dim
+
+    @property
+    def hidden_dim(self) -> int:
+        return self.W.out_dim
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.FC.shape[1])
 
     @property
     def seq_len(self) -> int | None:
         """T when the normalisation is per time-step offset (the T*D layout), else None."""
-        if self.mean is not None and self.mean.size != self.W.in_dim:
-            return self.mean.size // self.W.in_dim
+        if self.mean is not None and self.mean.size != self.input_dim:
+            return self.mean.size // self.input_dim
         return None
 
     def normalisation(self, steps: int) -> tuple[np.ndarray, np.ndarray]:
         """Per-step ``(mean, std)`` arrays of shape ``[steps, D]`` (identity when absent)."""
-        d = self.W.in_dim
+        d = self.input_dim
         mean = np.zeros(d) if self.mean is None else self.mean
         std = np.ones(d) if self.std is None else self.std
         if mean.size == d:
@@ -85,7 +99,7 @@ class Normalised:
 
 
 @dataclass(frozen=True)
-class FloatModel(Normalised):
+class FloatModel(ModelShape):
     """A validated FastGRNN or FastRNN classifier, all arrays float64.
 
     FastGRNN uses ``bias_gate`` (Bg), ``bias_update`` (Bh), ``zeta`` and ``nu``; FastRNN uses
@@ -109,18 +123,6 @@ class FloatModel(Normalised):
     gate_nl: Nonlinearity = "sigmoid"
     update_nl: Nonlinearity = "tanh"
     sha256: str = field(default="", compare=False)
-
-    @property
-    def input_dim(self) -> int:
-        return self.W.in_dim
-
-    @property
-    def hidden_dim(self) -> int:
-        return self.W.out_dim
-
-    @property
-    def num_classes(self) -> int:
-        return int(self.FC.shape[1])
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The checkpoint arrays under their EdgeML names (what ``save_checkpoint`` writes)."""

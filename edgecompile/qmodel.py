@@ -18,7 +18,7 @@ import numpy as np
 from . import __version__
 from .errors import QuantError
 from .fixedpoint import INT32_LIMIT, PRE_FRAC
-from .model import Normalised
+from .model import ModelShape
 
 FORMAT_VERSION = 1
 
@@ -74,7 +74,7 @@ class QMatrix:
 
 
 @dataclass(frozen=True)
-class QuantizedModel(Normalised):
+class QuantizedModel(ModelShape):
     """Everything the integer kernel needs, plus the host-side input quantization."""
 
     cell: str
@@ -98,18 +98,6 @@ class QuantizedModel(Normalised):
     source_sha256: str = ""
     tool_version: str = __version__
     calibration: dict = field(default_factory=dict)
-
-    @property
-    def input_dim(self) -> int:
-        return self.W.in_dim
-
-    @property
-    def hidden_dim(self) -> int:
-        return self.W.out_dim
-
-    @property
-    def num_classes(self) -> int:
-        return self.FC.shape[1]
 
     @property
     def logit_frac(self) -> int:
