@@ -5,17 +5,27 @@ EC     := $(VENV)/bin/edgecompile
 APT_PACKAGES := gcc-avr avr-libc binutils-avr arduino-core-avr gcc-arm-none-eabi \
 	libnewlib-arm-none-eabi simavr libsimavr-dev libsimavrparts1 qemu-system-arm avrdude \
 	gcc clang make strace
+# Test-only packages: a headless browser for the HTML report tests, the Arduino IDE's builder.
+APT_TEST_PACKAGES := chromium chromium-driver arduino-builder arduino-ctags
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test setup apt venv lint clean
+.PHONY: demo test setup apt apt-test venv lint clean
 .DEFAULT_GOAL := demo
 
-apt:
-	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+define apt_install
+	@missing=$$(for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:" $$missing; \
-	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $$missing; \
+	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive \
+	    $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
 	fi
+endef
+
+apt:
+	$(call apt_install,$(APT_PACKAGES))
+
+apt-test:
+	$(call apt_install,$(APT_TEST_PACKAGES))
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -30,7 +40,7 @@ setup: apt venv
 demo: setup
 	$(PY) examples/demo.py
 
-test: setup
+test: setup apt-test
 	$(PY) -m ruff check edgecompile tests benchmarks examples
 	$(PY) -m pytest -q
 

@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import itertools
 import os
+import stat
 import zipfile
+import zlib
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
 from .errors import CheckpointError, one_line
-from .files import read_npy, write_atomic
+from .files import npz_member_limit, open_regular, read_npy, read_npy_stream, stat_input, write_atomic
 from .model import NONLINEARITIES, FloatModel, Matrix
 
 GRNN_KEYS = {"Bg", "Bh", "zeta", "nu"}
@@ -25,6 +29,7 @@ RNN_KEYS = {"B", "alpha", "beta"}
 MATRIX_KEYS = {"W", "W1", "W2", "U", "U1", "U2"}
 COMMON_KEYS = {"FC", "FCbias", "mean", "std"}
 META_KEYS = {"gate_nonlinearity", "update_nonlinearity"}
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 KNOWN_KEYS = GRNN_KEYS | RNN_KEYS | MATRIX_KEYS | COMMON_KEYS | META_KEYS
 
 
@@ -61,25 +66,49 @@ def save_checkpoint(model: FloatModel, path: str | os.PathLike) -> None:
 
 
 def _read_arrays(path: Path) -> dict[str, np.ndarray]:
-    if not path.exists():
-        raise CheckpointError(f"{path}: no such file or directory")
-    if path.is_dir():
+    if stat.S_ISDIR(stat_input(path, CheckpointError).st_mode):
         files = sorted(path.glob("*.npy"))
         if not files:
             raise CheckpointError(f"{path}: directory holds no .npy files")
         return {f.stem: read_npy(f, CheckpointError) for f in files}
-    try:
-        with open(path, "rb") as fh:
+    with open_regular(path, CheckpointError) as fh:
+        try:
             is_zip = zipfile.is_zipfile(fh)
-    except OSError as exc:
-        raise CheckpointError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    if not is_zip:
-        raise CheckpointError(f"{path}: not a .npz checkpoint (not a zip archive, or truncated)")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            return {k: npz[k] for k in npz.files}
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
-        raise CheckpointError(f"{path}: unreadable .npz ({one_line(exc)})") from None
+            fh.seek(0)
+        except OSError as exc:
+            raise CheckpointError(f"{path}: cannot read ({exc.strerror or exc})") from None
+        if not is_zip:
+            raise CheckpointError(f"{path}: not a .npz checkpoint (not a zip archive, or truncated)")
+        try:
+            return _read_npz(fh, path)
+        except (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error, NotImplementedError,
+                RuntimeError) as exc:
+            raise CheckpointError(f"{path}: unreadable .npz ({one_line(exc)})") from None
+
+
+def _read_npz(fh: BinaryIO, path: Path) -> dict[str, np.ndarray]:
+    """The members of an open ``.npz`` (as ``np.load`` names them: ``.npy`` stripped), each
+    checked like a ``.npy`` file against the member's real size; duplicate names are refused."""
+    arrays: dict[str, np.ndarray] = {}
+    with zipfile.ZipFile(fh) as archive:
+        infos = archive.infolist()
+        seen: set[str] = set()
+        for info in infos:
+            key = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+            if key in seen:
+                raise CheckpointError(
+                    f"{path}: two members named {key!r} (which one is meant is ambiguous)")
+            seen.add(key)
+        for info in infos:
+            key = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+            where = f"{path}: member {info.filename}"
+            if info.flag_bits & 0x1:
+                raise CheckpointError(f"{where} is encrypted")
+            with archive.open(info) as member:
+                arrays[key] = read_npy_stream(member, npz_member_limit(info), where, CheckpointError)
+                while member.read(1 << 20):  # the rest, so that the CRC is checked
+                    pass
+    return arrays
 
 
 def _shape(a: np.ndarray) -> str:
@@ -125,7 +154,9 @@ def model_from_arrays(arrays: dict[str, np.ndarray], source: str = "checkpoint")
 
     fc = values["FC"]
     if fc.ndim != 2 or fc.shape[0] != H:
-        raise CheckpointError(f"{source}: FC has shape {_shape(fc)}, expected [{H},C]")
+        hint = (" (it looks transposed: EdgeML stores [in,out])"
+                if fc.ndim == 2 and fc.shape[1] == H else "")
+        raise CheckpointError(f"{source}: FC has shape {_shape(fc)}, expected [{H},C]{hint}")
     C = fc.shape[1]
     fields: dict = dict(cell=cell, W=W, U=U, FC=fc, FCbias=vector("FCbias", C))
     if cell == "FastGRNN":
@@ -179,20 +210,36 @@ def _numeric(a: np.ndarray, key: str, source: str) -> np.ndarray:
     out = a.astype(np.float64)
     if not np.all(np.isfinite(out)):
         raise CheckpointError(f"{source}: {key} contains NaN or Inf")
+    if np.any(np.abs(out) > FLOAT32_MAX):
+        raise CheckpointError(
+            f"{source}: {key} has a value beyond the float32 range (|x| > {FLOAT32_MAX:.4g}); "
+            "checkpoints are float32"
+        )
     return out
 
 
 def _cell_matrices(values: dict[str, np.ndarray], source: str) -> tuple[Matrix, Matrix]:
-    """W and U; a shape error says so when every matrix would fit transposed (EdgeML's CUDA cell)."""
+    """W and U; a shape error names the matrices whose transposes would fit (EdgeML's CUDA cell
+    stores them [out,in]) rather than a matrix checked against a dimension they implied."""
     try:
         return _w_and_u(values, source)
     except CheckpointError as exc:
-        flipped = {k: v.T for k, v in values.items() if k in MATRIX_KEYS}
-        try:
-            _w_and_u(flipped, source)
-        except CheckpointError:
-            raise exc from None
-        raise CheckpointError(f"{exc} (the matrices look transposed: EdgeML stores [in,out])") from None
+        flippable = [k for k in ("W", "W1", "W2", "U", "U1", "U2") if k in values
+                     and values[k].ndim == 2 and values[k].shape[0] != values[k].shape[1]]
+        subsets = sorted((c for n in range(1, len(flippable) + 1)
+                          for c in itertools.combinations(flippable, n)), key=len)
+        for keys in subsets:
+            try:
+                _w_and_u({**values, **{k: values[k].T for k in keys}}, source)
+            except CheckpointError:
+                continue
+            first = values[keys[0]]
+            hint = ("it looks" if len(keys) == 1 else f"{', '.join(keys)} look")
+            raise CheckpointError(
+                f"{source}: {keys[0]} has shape {_shape(first)}, expected {_shape(first.T)} "
+                f"({hint} transposed: EdgeML stores [in,out])"
+            ) from None
+        raise exc from None
 
 
 def _w_and_u(values: dict[str, np.ndarray], source: str) -> tuple[Matrix, Matrix]:

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import traceback
+import warnings
+from typing import NoReturn
 
 import click
 import numpy as np
 
 from . import __version__
-from .errors import EdgecompileError, one_line
-from .files import write_atomic
+from .errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, EdgecompileError, Terminated, one_line
+from .files import check_output, is_stdout, write_output
 
 
 def _warn(message: str) -> None:
@@ -19,27 +22,88 @@ def _warn(message: str) -> None:
 
 
 def _write_json(path: str | None, report: dict) -> None:
-    if path:
+    """The report as JSON to ``path`` (``-``: standard output); nothing without a path."""
+    if path is not None:
         text = json.dumps(report, indent=2, sort_keys=True) + "\n"
-        write_atomic(path, lambda fh: fh.write(text.encode()))
+        write_output(path, lambda fh: fh.write(text.encode()))
 
 
 def _save_npy(path: str, array: np.ndarray) -> None:
-    """``np.save`` to exactly ``path`` (no ``.npy`` appended), atomically."""
-    write_atomic(path, lambda fh: np.save(fh, array))
+    """``np.save`` to exactly ``path`` (no ``.npy`` appended; ``-``: standard output)."""
+    write_output(path, lambda fh: np.save(fh, array))
+
+
+def _to_stderr(*outputs: str | None) -> bool:
+    """Check ``outputs`` before any work; True when one is standard output (the human text then
+    goes to stderr)."""
+    for p in outputs:
+        if p is not None:
+            check_output(p)
+    if sum(is_stdout(p) for p in outputs) > 1:
+        raise EdgecompileError("only one output can be standard output (-)")
+    return any(is_stdout(p) for p in outputs)
 
 
 class _Group(click.Group):
-    """Maps :class:`EdgecompileError` to one line on stderr and its exit status."""
+    """Every failure becomes one line on stderr and an exit status (see :mod:`edgecompile.errors`):
+    :class:`EdgecompileError` its own (1 or 2), numeric overflow, lack of memory and unexpected
+    OS errors 2, Ctrl-C 130, SIGTERM 143, anything else 3 (an internal error)."""
 
     def invoke(self, ctx: click.Context):
-        try:
-            return super().invoke(ctx)
-        except EdgecompileError as exc:
+        def fail(message: str, code: int) -> NoReturn:
             if ctx.obj and ctx.obj.get("debug"):
                 traceback.print_exc()
-            click.echo(f"edgecompile: error: {one_line(exc)}", err=True)
-            sys.exit(exc.exit_code)
+            click.echo(f"edgecompile: {message}", err=True)
+            sys.exit(code)
+
+        previous = _install_signal_handlers()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", RuntimeWarning)  # no numpy warning leaks to stderr
+                return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort,
+                BrokenPipeError):
+            raise
+        except EdgecompileError as exc:
+            fail(f"error: {one_line(exc)}", exc.exit_code)
+        except Terminated as exc:
+            fail(f"terminated ({signal.Signals(exc.signum).name})", exc.exit_code)
+        except KeyboardInterrupt:
+            fail("interrupted", EXIT_INTERRUPTED)
+        except (FloatingPointError, RuntimeWarning) as exc:
+            fail(f"error: numeric overflow ({one_line(exc)}): an input or model value is out of "
+                 "range", EXIT_BAD_INPUT)
+        except MemoryError:
+            fail("error: out of memory (an input is too large for this machine)", EXIT_BAD_INPUT)
+        except OSError as exc:
+            where = f"{exc.filename}: " if exc.filename else ""
+            fail(f"error: {where}{exc.strerror or one_line(exc)}", EXIT_BAD_INPUT)
+        except Exception as exc:
+            fail(f"internal error: {type(exc).__name__}: {one_line(exc)} "
+                 "(run with --debug for the traceback)", EXIT_INTERNAL)
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    signal.signal(signum, signal.SIG_DFL)  # a second signal ends the process at once
+    raise Terminated(signum)
+
+
+def _install_signal_handlers() -> dict[int, object]:
+    """SIGTERM and SIGHUP raise :class:`Terminated` (a KeyboardInterrupt), so ``finally``
+    blocks run and child processes are stopped; returns the handlers to restore."""
+    previous: dict[int, object] = {}
+    for name in ("SIGTERM", "SIGHUP"):
+        signum = getattr(signal, name, None)
+        if signum is None or signal.getsignal(signum) is not signal.SIG_DFL:
+            continue
+        try:
+            previous[signum] = signal.signal(signum, _raise_terminated)
+        except ValueError:  # not the main thread
+            break
+    return previous
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -57,8 +121,11 @@ def main(ctx: click.Context, debug: bool) -> None:
       edgecompile build fw/
       edgecompile verify fw/ --emulate --data X.npy --labels y.npy
     """
+    from .link.timeouts import check_environment
+
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
+    check_environment()
 
 
 MODEL_ARG = click.argument("model", type=click.Path(dir_okay=True))
@@ -69,15 +136,17 @@ MODEL_ARG = click.argument("model", type=click.Path(dir_okay=True))
 @click.option("--bits", type=click.Choice(["8", "16"]), default=None,
               help="Also quantize at this weight width and show formats and nonlinearity errors.")
 @click.option("--calib", type=click.Path(), default=None, help="Raw calibration inputs [N,T,D] (.npy).")
-@click.option("--json", "json_path", type=click.Path(), default=None, help="Write the report as JSON.")
+@click.option("--json", "json_path", type=click.Path(), default=None,
+              help="Write the report as JSON (-: standard output, the text then goes to stderr).")
 def inspect(model: str, bits: str | None, calib: str | None, json_path: str | None) -> None:
     """Show a checkpoint's cell, dimensions, ranks, sparsity, size and cost per step."""
     from .checkpoint import load_checkpoint
     from .inspect import inspect_report, render_report
 
+    err = _to_stderr(json_path)
     fm = load_checkpoint(model)
     report = inspect_report(fm)
-    click.echo(render_report(report))
+    click.echo(render_report(report), err=err)
     if bits:
         from .data import load_sequences
         from .evaluate import quantize_for_cli
@@ -85,7 +154,7 @@ def inspect(model: str, bits: str | None, calib: str | None, json_path: str | No
 
         calib_X = load_sequences(calib, fm) if calib else None
         report["quantized"] = quant_report(quantize_for_cli(fm, int(bits), calib_X, warn=_warn))
-        click.echo(render_quant_report(report["quantized"]))
+        click.echo(render_quant_report(report["quantized"]), err=err)
     _write_json(json_path, report)
 
 
@@ -95,20 +164,22 @@ def inspect(model: str, bits: str | None, calib: str | None, json_path: str | No
 @click.option("--bits", type=click.Choice(["float", "8", "16"]), default="float", show_default=True,
               help="float: the float reference; 8/16: the bit-exact integer simulator, dequantized.")
 @click.option("--calib", type=click.Path(), default=None, help="Raw calibration inputs for quantization.")
-@click.option("--out", required=True, type=click.Path(), help="Where to write the logits [N,C] (.npy).")
+@click.option("--out", required=True, type=click.Path(),
+              help="Where to write the logits [N,C] (.npy; -: the .npy bytes to standard output).")
 def predict(model: str, data: str, bits: str, calib: str | None, out: str) -> None:
     """Compute logits for raw input sequences (float reference or integer simulator)."""
     from .checkpoint import load_checkpoint
     from .data import load_sequences
     from .evaluate import predict_logits
 
+    err = _to_stderr(out)
     fm = load_checkpoint(model)
     X = load_sequences(data, fm)
     calib_X = load_sequences(calib, fm) if calib else None
     logits = predict_logits(fm, X, bits, calib_X, warn=_warn)
     _save_npy(out, logits.astype(np.float64))
     counts = np.bincount(logits.argmax(axis=1), minlength=fm.num_classes).tolist()
-    click.echo(f"wrote {out}: logits {list(logits.shape)} ({bits}); predictions per class {counts}")
+    click.echo(f"wrote {out}: logits {list(logits.shape)} ({bits}); predictions per class {counts}", err=err)
 
 
 @main.command()
@@ -120,7 +191,8 @@ def predict(model: str, data: str, bits: str, calib: str | None, out: str) -> No
 @click.option("--calib", type=click.Path(), default=None,
               help="Raw calibration inputs [N,T,D] (.npy); without it formats use assumed ranges.")
 @click.option("--json", "json_path", type=click.Path(), default=None,
-              help="Write accuracy_float, accuracy_quantized, argmax_agreement, ... as JSON.")
+              help="Write accuracy_float, accuracy_quantized, argmax_agreement, ... as JSON "
+                   "(-: standard output, the text then goes to stderr).")
 def evaluate(model: str, data: str, labels: str, bits: str, calib: str | None, json_path: str | None) -> None:
     """Accuracy of the float model and of the bit-exact quantized model on labelled data."""
     from .checkpoint import load_checkpoint
@@ -128,12 +200,13 @@ def evaluate(model: str, data: str, labels: str, bits: str, calib: str | None, j
     from .evaluate import evaluate as run_evaluation
     from .evaluate import render_evaluation
 
+    err = _to_stderr(json_path)
     fm = load_checkpoint(model)
     X = load_sequences(data, fm)
     y = load_labels(labels, X.shape[0], fm.num_classes)
     calib_X = load_sequences(calib, fm) if calib else None
     report = run_evaluation(fm, X, y, bits, calib_X, warn=_warn)
-    click.echo(render_evaluation(report))
+    click.echo(render_evaluation(report), err=err)
     _write_json(json_path, report)
 
 
@@ -142,7 +215,8 @@ def evaluate(model: str, data: str, labels: str, bits: str, calib: str | None, j
 @click.option("--bits", type=click.Choice(["8", "16"]), default="8", show_default=True, help="Weight width.")
 @click.option("--calib", type=click.Path(), default=None,
               help="Raw calibration inputs [N,T,D] (.npy); without it formats use assumed ranges.")
-@click.option("-o", "--out", required=True, type=click.Path(), help="Where to write the quantized model (.json).")
+@click.option("-o", "--out", required=True, type=click.Path(),
+              help="Where to write the quantized model (.json; -: standard output).")
 def quantize(model: str, bits: str, calib: str | None, out: str) -> None:
     """Quantize a checkpoint and save the QuantizedModel (readable JSON; `export` takes it too)."""
     from .checkpoint import load_checkpoint
@@ -150,12 +224,13 @@ def quantize(model: str, bits: str, calib: str | None, out: str) -> None:
     from .evaluate import quantize_for_cli
     from .qmodel import qmodel_to_json
 
+    err = _to_stderr(out)
     fm = load_checkpoint(model)
     calib_X = load_sequences(calib, fm) if calib else None
     qm = quantize_for_cli(fm, int(bits), calib_X, warn=_warn)
     text = qmodel_to_json(qm)
-    write_atomic(out, lambda fh: fh.write(text.encode()))
-    click.echo(f"wrote {out}: {qm.summary()}")
+    write_output(out, lambda fh: fh.write(text.encode()))
+    click.echo(f"wrote {out}: {qm.summary()}", err=err)
 
 
 @main.command()
@@ -167,10 +242,15 @@ def quantize(model: str, bits: str, calib: str | None, out: str) -> None:
               help="Raw calibration inputs [N,T,D] (.npy); without it formats use assumed ranges.")
 @click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Project directory to create [default: ./<name>_<board>].")
-@click.option("--force", is_flag=True, help="Replace a non-empty output directory.")
+@click.option("--force", is_flag=True,
+              help="Replace a project exported there before: the files its manifest lists and the build "
+                   "outputs go, other files stay.")
 @click.option("--name", default=None, help="C name of the model library [default: the checkpoint's stem].")
+@click.option("--zip", "zip_library", is_flag=True,
+              help="Also write <name>.zip: the library for the Arduino IDE's "
+                   "Sketch > Include Library > Add .ZIP Library (docs/arduino.md).")
 def export(model: str, board: str, bits: str | None, calib: str | None, out_dir: str | None,
-           force: bool, name: str | None) -> None:
+           force: bool, name: str | None, zip_library: bool) -> None:
     """Write a PlatformIO project (model library + firmware harness) for a board.
 
     MODEL is a checkpoint (.npz or a directory of .npy) or a quantized model (.json from
@@ -180,7 +260,7 @@ def export(model: str, board: str, bits: str | None, calib: str | None, out_dir:
     from .codegen import export_project
 
     result = export_project(model, board, bits=int(bits) if bits else None, calib=calib,
-                            out_dir=out_dir, force=force, name=name, warn=_warn)
+                            out_dir=out_dir, force=force, name=name, warn=_warn, zip_library=zip_library)
     click.echo(f"wrote {result.out_dir}: {len(result.manifest['files']) + 1} files, library "
                f"lib/{result.name}/ for {result.board}; {result.qmodel.summary()}")
 
@@ -216,8 +296,9 @@ def export(model: str, board: str, bits: str | None, calib: str | None, out_dir:
 @click.option("--update-nl", type=click.Choice(["tanh", "quantTanh"]), default="tanh", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-@click.option("--json", "json_path", type=click.Path(), default=None, help="Write the training report as JSON.")
-@click.option("-o", "--out", required=True, type=click.Path(), help="Checkpoint to write (.npz).")
+@click.option("--json", "json_path", type=click.Path(), default=None,
+              help="Write the training report as JSON (-: standard output).")
+@click.option("-o", "--out", required=True, type=click.Path(), help="Checkpoint to write (.npz; -: standard output).")
 def train(data: str, labels: str | None, out: str, quiet: bool, json_path: str | None,
           length: int | None, pad: str, qat_bits: str, **options) -> None:
     """Train a FastGRNN/FastRNN (low rank, sparse, optional QAT) with NumPy.
@@ -228,6 +309,7 @@ def train(data: str, labels: str | None, out: str, quiet: bool, json_path: str |
     from .train import TrainConfig, load_training_data
     from .train import train as run_training
 
+    err = _to_stderr(out, json_path)
     td = load_training_data(data, labels, length, pad)
     options["val_fraction"] = options.pop("val_split")
     cfg = TrainConfig(qat_bits=int(qat_bits), **options)
@@ -262,7 +344,7 @@ def train(data: str, labels: str | None, out: str, quiet: bool, json_path: str |
     val = "-" if result.val_acc is None else f"{result.val_acc:.1%}"
     click.echo(f"wrote {out}: train accuracy {result.train_acc:.1%}, validation {val} "
                f"(epoch {result.best_epoch} of {len(result.history)}"
-               f"{', stopped early' if result.stopped_early else ''}), {result.seconds:.1f} s")
+               f"{', stopped early' if result.stopped_early else ''}), {result.seconds:.1f} s", err=err)
 
 
 def _epoch_line(log) -> str:
@@ -272,13 +354,15 @@ def _epoch_line(log) -> str:
 
 
 @main.command()
-@click.option("--json", "json_path", type=click.Path(), default=None, help="Write the list as JSON.")
+@click.option("--json", "json_path", type=click.Path(), default=None,
+              help="Write the list as JSON (-: standard output, the table then goes to stderr).")
 def boards(json_path: str | None) -> None:
     """List the supported boards with memory budgets and emulators."""
     from .targets.boards import list_boards, render_boards
 
+    err = _to_stderr(json_path)
     found = list_boards()
-    click.echo(render_boards(found))
+    click.echo(render_boards(found), err=err)
     _write_json(json_path, {"boards": [b.summary() for b in found]})
 
 
@@ -294,7 +378,8 @@ OFFLINE_OPT = click.option(
 @OFFLINE_OPT
 @click.option("-v", "--verbose", is_flag=True, help="Show every line of PlatformIO's output.")
 @click.option("--json", "json_path", type=click.Path(), default=None,
-              help="Write the build report (sizes, budget) as JSON.")
+              help="Write the build report (sizes, budget) as JSON (-: standard output, the log "
+                   "then goes to stderr).")
 def build(project_dir: str, offline: bool | None, verbose: bool, json_path: str | None) -> None:
     """Build an exported project with PlatformIO, checking the board's memory budget.
 
@@ -303,7 +388,9 @@ def build(project_dir: str, offline: bool | None, verbose: bool, json_path: str 
     """
     from .targets.build import build_project
 
-    result = build_project(project_dir, offline=offline, echo=click.echo, verbose=verbose)
+    err = _to_stderr(json_path)
+    result = build_project(project_dir, offline=offline, echo=lambda line: click.echo(line, err=err),
+                           verbose=verbose)
     _write_json(json_path, result.to_dict())
 
 
@@ -327,7 +414,8 @@ def flash(project_dir: str, port: str, offline: bool | None, timeout: float | No
 @click.option("--emulate", is_flag=True, help="Build if needed and run on the board's emulator.")
 @click.option("--data", required=True, type=click.Path(), help="Raw inputs X [N,T,D] (.npy).")
 @click.option("--labels", default=None, type=click.Path(), help="Class labels y [N] (.npy).")
-@click.option("--json", "json_path", type=click.Path(), default=None, help="Write the report as JSON.")
+@click.option("--json", "json_path", type=click.Path(), default=None,
+              help="Write the report as JSON (-: standard output, the text then goes to stderr).")
 @click.option("--trace", is_flag=True,
               help="Also compare hidden states step by step; name the first (step, unit) that differs.")
 @click.pass_context
@@ -340,6 +428,7 @@ def verify(ctx: click.Context, project_dir: str, port: str | None, emulate: bool
     """
     from .verify import verify_project
 
+    err = _to_stderr(json_path)
     bar = {}
 
     def progress(done: int, total: int) -> None:
@@ -356,10 +445,51 @@ def verify(ctx: click.Context, project_dir: str, port: str | None, emulate: bool
     report = verify_project(project_dir, data=data, labels=labels, port=port, emulate=emulate,
                             trace=trace, progress=progress,
                             echo=lambda line: click.echo(line, err=True), log=log)
-    click.echo(report.render())
+    click.echo(report.render(), err=err)
     _write_json(json_path, report.to_json())
     if not report.ok:
         sys.exit(1)
+
+
+@main.command()
+@MODEL_ARG
+@click.option("--data", required=True, type=click.Path(), help="Raw inputs X [N,T,D] (.npy).")
+@click.option("--labels", required=True, type=click.Path(), help="Integer class labels y [N] (.npy).")
+@click.option("--calib", type=click.Path(), default=None,
+              help="Raw calibration inputs [N,T,D] (.npy): quantization formats and the states the "
+                   "Jacobians are taken at [default: assumed ranges and --data].")
+@click.option("--bits", type=click.Choice(["8", "16"]), default="8", show_default=True, help="Weight width.")
+@click.option("--eps", "eps_text", default=None,
+              help="Comma-separated L-inf radii in normalised input units; 0 is always added "
+                   "[default: 0,0.01,0.03,0.1,0.3].")
+@click.option("--draws", type=click.IntRange(1), default=5, show_default=True,
+              help="Random perturbations per eps (also the PGD starting points).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "json_path", type=click.Path(), default=None, help="Write the report as JSON.")
+@click.option("-o", "--out", "out_dir", required=True, type=click.Path(),
+              help="Directory for the HTML page (index.html) and its PNG plots.")
+def robustness(model: str, data: str, labels: str, calib: str | None, bits: str, eps_text: str | None,
+               draws: int, seed: int, json_path: str | None, out_dir: str) -> None:
+    """Spectra, pseudospectra and accuracy under bounded perturbation, float vs quantized.
+
+    Writes DIR/index.html with its plots; see docs/robustness.md for what each number means.
+    """
+    from .analysis import check_out_dir, parse_eps, render_report, robustness_report, write_report_page
+    from .checkpoint import load_checkpoint
+    from .data import load_labels, load_sequences
+
+    err = _to_stderr(json_path)
+    check_out_dir(out_dir)
+    eps = parse_eps(eps_text)
+    fm = load_checkpoint(model)
+    X = load_sequences(data, fm)
+    y = load_labels(labels, X.shape[0], fm.num_classes)
+    calib_X = load_sequences(calib, fm) if calib else None
+    report = robustness_report(fm, X, y, int(bits), calib_X, eps, draws=draws, seed=seed, warn=_warn)
+    page = write_report_page(report, out_dir, f"edgecompile robustness report: {model}")
+    _write_json(json_path, report.to_json())
+    click.echo(render_report(report), err=err)
+    click.echo(f"wrote {page} ({report.seconds:.1f} s)", err=err)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -26,7 +26,34 @@ def load_sequences(path: str | os.PathLike, model: FloatModel | None = None) -> 
         raise DataError(f"{path}: contains NaN or Inf")
     if model is not None:
         check_fits(X, model, str(path))
+        check_normalised(X, model, str(path))
     return X
+
+
+#: Largest |normalised input| times the largest column sum of |W| that the float reference
+#: computes without float64 overflow (with a wide margin for the recurrent terms).
+NORMALISED_LIMIT = 1e300
+
+
+def check_normalised(X: np.ndarray, model: FloatModel, source: str = "data") -> None:
+    """Raise :class:`DataError` unless ``(x - mean) / std`` is finite and small enough that
+    ``x_t @ W`` cannot overflow float64 (the float reference and the quantizer's calibration
+    compute it)."""
+    with np.errstate(all="ignore"):
+        mean, std = model.normalisation(X.shape[1])
+        peak = float(np.max(np.abs((X - mean) / std)))
+        gain = float(np.max(np.sum(np.abs(model.W.dense()), axis=0)))
+        reach = peak * max(gain, 1.0)
+    if not np.isfinite(peak):
+        raise DataError(
+            f"{source}: not finite after normalisation ((x - mean) / std overflows float64 "
+            f"for |x| up to {float(np.max(np.abs(X))):.3g})"
+        )
+    if not reach < NORMALISED_LIMIT:
+        raise DataError(
+            f"{source}: normalised inputs reach |x| = {peak:.3g}; x @ W would overflow float64 "
+            f"(|x| times the largest column sum of |W| must stay below {NORMALISED_LIMIT:.0e})"
+        )
 
 
 def check_fits(X: np.ndarray, model: FloatModel, source: str = "data") -> None:
@@ -58,7 +85,4 @@ def load_labels(path: str | os.PathLike, n: int, num_classes: int | None = None)
 
 
 def _load_npy(path: str | os.PathLike) -> np.ndarray:
-    p = Path(path)
-    if not p.is_file():
-        raise DataError(f"{p}: no such file")
-    return read_npy(p, DataError)
+    return read_npy(Path(path), DataError)

@@ -7,6 +7,7 @@ readable by a user.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -17,7 +18,7 @@ import numpy as np
 
 from . import __version__
 from .errors import QuantError
-from .fixedpoint import INT32_LIMIT, PRE_FRAC
+from .fixedpoint import INT32_LIMIT, PRE_FRAC, UNIT_FRAC
 from .model import ModelShape
 
 FORMAT_VERSION = 1
@@ -107,6 +108,48 @@ class QuantizedModel(ModelShape):
     def residual_shift(self) -> int:
         """The shift aligning ``coef * c`` (Q28) with ``z * h`` (Q(14 + hid_frac))."""
         return 14 - self.hid_frac
+
+    def quantized_sha256(self) -> str:
+        """The identity of the integer kernel: sha256 over everything that changes what a device
+        running this model computes, and nothing else.
+
+        Covered: cell, weight bits, nonlinearities, every Q format and shift, every integer
+        (factors with their sparse layout, biases, residual scalars), the input normalisation
+        of the generated float helper, and the fixed-point tables and constants of the spec.
+        Not covered: provenance (float model hash, tool version, calibration notes). The same
+        model gives the same hash whether it was just quantized or read back from its JSON file.
+        """
+        from .nonlinear import SIG
+
+        def ints(v: np.ndarray | None) -> list | None:
+            return None if v is None else np.asarray(v, dtype=np.int64).tolist()
+
+        def floats(v: np.ndarray | None) -> list | None:
+            return None if v is None else [float(x).hex() for x in np.asarray(v, np.float64).ravel()]
+
+        def factor(f: QFactor) -> dict:
+            return {"values": ints(f.values), "frac": int(f.frac), "sparse": bool(f.sparse)}
+
+        def matrix(m: QMatrix) -> dict:
+            return {"factors": [factor(f) for f in m.factors],
+                    "mid_frac": None if m.mid_frac is None else int(m.mid_frac)}
+
+        grnn = self.cell == "FastGRNN"
+        doc = {
+            "identity": 1,
+            "spec": {"pre_frac": PRE_FRAC, "unit_frac": UNIT_FRAC, "sig_table": ints(SIG)},
+            "cell": self.cell, "bits": int(self.bits),
+            "gate_nl": self.gate_nl if grnn else None, "update_nl": self.update_nl,
+            "in_frac": int(self.in_frac), "hid_frac": int(self.hid_frac),
+            "W": matrix(self.W), "U": matrix(self.U), "FC": factor(self.FC),
+            "fc_bias": ints(self.fc_bias), "bias_update": ints(self.bias_update),
+            "bias_gate": ints(self.bias_gate) if grnn else None,
+            "scalars": [None if v is None else int(v)
+                        for v in (self.zeta, self.nu, self.alpha, self.beta)],
+            "mean": floats(self.mean), "std": floats(self.std),
+        }
+        text = json.dumps(doc, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode("ascii")).hexdigest()
 
     def summary(self) -> str:
         """One line for generated-file headers: bits and every Q format."""

@@ -57,6 +57,10 @@ def _float_factors(m: Matrix, low_rank: bool) -> tuple[np.ndarray, ...]:
     return m.factors if low_rank else (m.dense(),)
 
 
+#: Normalised inputs are int16 with at least 0 fractional bits: |x| must stay below 2^15.
+INPUT_LIMIT = 32768
+
+
 def _ranges(model: FloatModel, Xn: np.ndarray | None, states: np.ndarray | None,
             structure: Structure) -> dict[str, float]:
     """Max |value| of each activation the formats must hold (calibrated or assumed)."""
@@ -185,6 +189,11 @@ def quantize(model: FloatModel, bits: int = 8, calib: np.ndarray | None = None,
     X = np.asarray(calib, dtype=np.float64)
     ref_logits, states = forward(model, X, return_states=True)
     ranges = _ranges(model, normalise(model, X), states, structure)
+    if ranges["in"] >= INPUT_LIMIT:
+        warnings.warn(
+            f"calibration inputs reach |x| = {ranges['in']:.3g} after normalisation, beyond what the "
+            f"int16 input format holds (|x| < {INPUT_LIMIT}); such inputs saturate: check --calib "
+            "(other units, or a damaged file?)", CalibrationWarning, stacklevel=2)
     formats = initial_formats(model, bits, ranges, structure)
     qm = build(model, bits, formats, structure)
     formats = _formats_of(qm)

@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataError
+from .files import open_regular
 
 PAD_MODES = ("edge", "zero")
 _MISSING = {"?", "nan"}
@@ -93,10 +94,9 @@ def pad_series(series: list[np.ndarray], length: int | None = None, mode: str = 
 def read_ts(path: str | os.PathLike) -> TsDataset:
     """Parse a ``.ts`` file; raises :class:`DataError` (one line) for anything malformed."""
     p = Path(path)
-    if not p.is_file():
-        raise DataError(f"{p}: no such file")
     try:
-        text = p.read_text(encoding="utf-8")
+        with open_regular(p, DataError) as fh:
+            text = fh.read().decode("utf-8")
     except UnicodeDecodeError as exc:
         raise DataError(f"{p}: not a text .ts file ({exc.reason} at byte {exc.start})") from None
     except OSError as exc:

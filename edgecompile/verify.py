@@ -22,7 +22,7 @@ from .errors import CheckFailed, DataError, EdgecompileError, LinkError
 from .link.client import Client, open_port
 from .link.protocol import DeviceInfo
 
-#: The keys of ``verify --json`` (issue 6): exactly these, in this order.
+#: The keys of ``verify --json``: exactly these, in this order.
 JSON_KEYS = ("n", "exact_match", "argmax_agreement", "max_abs_diff_lsb", "accuracy_device",
              "accuracy_float", "cycles_per_inference", "cycles_per_step", "cycle_source",
              "flash_bytes", "ram_bytes", "model_sha256")
@@ -114,11 +114,23 @@ def cycle_scale(info: DeviceInfo, emulator: str | None,
 
 
 def check_model(info: DeviceInfo, expected_sha256: str | None, qm) -> None:
-    """The device must run this project's model: hash first, then dimensions."""
+    """The device must run this project's build: the float model's hash first, then the
+    quantized model's (formats, integers, tables: another ``--bits`` or ``--calib`` is another
+    build), then dimensions. Each mismatch is a :class:`CheckFailed` naming what differs."""
     if expected_sha256 and info.model_sha256 != expected_sha256.lower():
         raise CheckFailed(
             f"the device runs another model (sha256 {info.model_sha256[:16]}..., this project "
             f"{expected_sha256[:16]}...): flash this project first")
+    want = qm.quantized_sha256()
+    if info.qmodel_sha256 and info.qmodel_sha256 != want:
+        hint = "" if info.weight_bits != qm.bits else " (other calibration or quantization)"
+        raise CheckFailed(
+            f"the board runs another build of this model (int{info.weight_bits}, quantized "
+            f"sha256 {info.qmodel_sha256[:12]}...); this project is int{qm.bits} "
+            f"({want[:12]}...){hint}: flash this project")
+    if not info.qmodel_sha256 and info.weight_bits != qm.bits:
+        raise CheckFailed(f"the board runs an int{info.weight_bits} build of this model; this "
+                          f"project is int{qm.bits}: flash this project")
     dims = (qm.input_dim, qm.hidden_dim, qm.num_classes)
     got = (info.input_dim, info.hidden_dim, info.num_classes)
     if dims != got:
@@ -181,7 +193,8 @@ def run_parity(client: Client, qm, X: np.ndarray, labels: np.ndarray | None = No
         first_divergence=first,
         link=vars(client.stats).copy(),
         device={"fw_version": info.fw_version, "max_steps_per_frame": info.max_steps_per_frame,
-                "cycle_hz": info.cycle_hz},
+                "cycle_hz": info.cycle_hz, "weight_bits": info.weight_bits,
+                "qmodel_sha256": info.qmodel_sha256},
     )
     report.seconds = time.monotonic() - t_start
     return report
@@ -326,7 +339,7 @@ def verify_project(project_dir: str | Path, *, data: str | Path, labels: str | P
                    log: Callable[[str], None] | None = None) -> ParityReport:
     """The whole ``verify`` command as a function. Raises :class:`CheckFailed` (exit 1) for a
     wrong model; returns the report (``report.ok`` False on any mismatch)."""
-    from .data import load_labels, load_sequences
+    from .data import check_normalised, load_labels, load_sequences
 
     if (port is None) == (not emulate):
         raise DataError("give exactly one of --port PORT and --emulate")
@@ -338,6 +351,8 @@ def verify_project(project_dir: str | Path, *, data: str | Path, labels: str | P
     if qm.seq_len is not None and X.shape[1] != qm.seq_len:
         raise DataError(f"{data}: T={X.shape[1]} but the model's normalisation covers "
                         f"T={qm.seq_len} steps")
+    if project.float_model is not None:
+        check_normalised(X, project.float_model, str(data))
     y = load_labels(labels, X.shape[0], qm.num_classes) if labels is not None else None
     float_logits = None
     if y is not None and project.float_model is not None:

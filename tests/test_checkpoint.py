@@ -236,8 +236,9 @@ def test_transposed_matrices_are_recognised(rank: int | None) -> None:
     for key in ("W", "U", "W1", "W2", "U1", "U2"):
         if key in a:
             a[key] = np.ascontiguousarray(a[key].T)
-    with pytest.raises(CheckpointError, match=r"look transposed: EdgeML stores \[in,out\]"):
+    with pytest.raises(CheckpointError, match=r"looks? transposed: EdgeML stores \[in,out\]") as info:
         model_from_arrays(a)
+    assert str(info.value).startswith("checkpoint: W"), info.value  # W is to blame, not U
     # a shape error that transposing does not fix gets no such hint
     with pytest.raises(CheckpointError) as info:
         model_from_arrays(_with(_grnn(), U=np.ones((H + 1, H + 1), f32)))

@@ -140,13 +140,13 @@ def case_missing_file(d: Path):
 def case_unreadable_member(d: Path):
     m = save_dir(d / "m", _drop(grnn(), "U"))
     (m / "U.npy").mkdir()  # a directory where the U.npy file should be
-    return ["predict", m], r"U\.npy: not a readable \.npy array"
+    return ["predict", m], r"U\.npy: not a regular file \(directory\)"
 
 
 def case_dangling_link(d: Path):
     m = save_dir(d / "m", _drop(grnn(), "FC"))
     (m / "FC.npy").symlink_to(d / "gone.npy")
-    return ["predict", m], r"FC\.npy: not a readable \.npy array"
+    return ["predict", m], r"FC\.npy: dangling symlink"
 
 
 def case_permission(d: Path):
@@ -179,7 +179,7 @@ def case_data_strings(d: Path):
 
 def case_out_unwritable(d: Path):
     return (["predict", save_npz(d / "m.npz", grnn()), "--out", d / "no" / "dir" / "logits.npy"],
-            r"logits\.npy: cannot write \(No such file or directory\)")
+            r"logits\.npy: cannot write \(no such directory: .*no/dir\)")
 
 
 def case_labels_out_of_range(d: Path):

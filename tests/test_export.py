@@ -88,14 +88,23 @@ def test_refuses_non_empty_dir_then_force(ckpt, tmp_path):
     out = tmp_path / "fw"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
+    for force in ([], ["--force"]):  # not a project edgecompile made: refused even with --force
+        r = run("export", model, "--board", "native", "-o", out, *force)
+        assert r.exit_code == 2 and "edgecompile did not make it" in r.output
+        assert tree(out) == {"keep.txt": b"mine"}  # nothing changed
+    (out / "keep.txt").unlink()
+    assert run("export", model, "--board", "native", "-o", out, "--name", "old").exit_code == 0
+    (out / "keep.txt").write_text("mine")
     r = run("export", model, "--board", "native", "-o", out)
     assert r.exit_code == 2 and "--force" in r.output
-    assert tree(out) == {"keep.txt": b"mine"}  # nothing changed
     r = run("export", model, "--board", "native", "-o", out, "--force")
     assert r.exit_code == 0, r.output
     files = tree(out)
-    assert "keep.txt" not in files and "platformio.ini" in files  # replaced, not merged
-    assert not list(tmp_path.glob(".*"))
+    assert files["keep.txt"] == b"mine" and "platformio.ini" in files  # the user's file stays
+    assert not any(rel.startswith("lib/old/") for rel in files)  # the old project's files go
+    run("export", model, "--board", "native", "-o", tmp_path / "fresh")
+    assert {k: v for k, v in files.items() if k != "keep.txt"} == tree(tmp_path / "fresh")
+    assert not list(tmp_path.glob(".*")) and not list(out.glob(".edgecompile-*"))
 
 
 def test_empty_dir_is_fine_and_output_path_must_be_a_dir(ckpt, tmp_path):
@@ -112,8 +121,9 @@ def test_error_midway_leaves_nothing(ckpt, tmp_path, monkeypatch, existing):
     model, _ = ckpt
     out = tmp_path / "deep" / "fw"
     if existing:
-        out.mkdir(parents=True)
+        export_project(model, "uno", out_dir=out)
         (out / "old.txt").write_text("old")
+        before = tree(tmp_path)
     real = export._write_tree
 
     def failing(root, files):
@@ -124,7 +134,7 @@ def test_error_midway_leaves_nothing(ckpt, tmp_path, monkeypatch, existing):
     with pytest.raises(CodegenError, match="No space left"):
         export_project(model, "uno", out_dir=out, force=True)
     if existing:
-        assert tree(tmp_path) == {"deep/fw/old.txt": b"old"}
+        assert tree(tmp_path) == before
     else:
         assert list(tmp_path.iterdir()) == []  # not even the parent it created
 

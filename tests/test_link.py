@@ -3,18 +3,27 @@ native process on a pty, with garbage, corrupted bytes and a lost session inject
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
+import select
+import struct
+import threading
 import time
+import tty
 
 import numpy as np
 import pytest
 import serial
+from cobs import cobs
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edgecompile.errors import LinkError, LinkTimeout
 from edgecompile.link import protocol as pr
-from edgecompile.link.client import Client, open_port
+from edgecompile.link.client import Client, LineSeen, diagnose, open_port
 from edgecompile.link.emulators import run_native
-from edgecompile.link.framing import encode_frame
+from edgecompile.link.framing import BadFrame, FrameReader, crc16, encode_frame
 from edgecompile.link.timeouts import Timeouts
 
 from . import harness_build as hb
@@ -48,7 +57,7 @@ def test_silent_port_fails_within_seconds():
     try:
         port = serial.Serial(os.ttyname(slave), 115200)
         t0 = time.monotonic()
-        with pytest.raises(LinkTimeout, match="no handshake reply"):
+        with pytest.raises(LinkTimeout, match="no bytes from"):
             Client(port).handshake()  # default timeouts: the user-facing behaviour
         elapsed = time.monotonic() - t0
         assert 1.0 < elapsed < 6.0
@@ -181,3 +190,224 @@ def test_step_timeout_is_bounded(native_exe):
             client.infer(np.zeros((10, standin.D), np.int16))
         assert time.monotonic() - t0 < 10
         port.close()
+
+
+# ---- what the port did instead of answering: silent, not the protocol, or bad CRCs ----------
+
+QUICK = Timeouts(handshake_window_s=1.0, handshake_reply_s=0.25, reply_base_s=0.3,
+                 bad_frame_grace_s=0.1)
+
+
+def info_body(proto: int = pr.PROTO_VERSION, qsha: bytes = bytes(range(32))) -> bytes:
+    """A well-formed INFO reply body (protocol v1 bodies end before the quantized hash)."""
+    body = (b"EC" + bytes((proto, 0, 2, 0)) + struct.pack("<HHHHHBBI", 91, standin.D, standin.H,
+                                                         standin.C, 0, 8, 4, 10**9)
+            + bytes.fromhex(standin.SHA256) + struct.pack("<H", 64))
+    return body + (qsha if proto >= 2 else b"")
+
+
+class PtyDevice:
+    """The far end of a pty pair, played by a thread: it either chatters on its own (``chatter``
+    returns bytes to send every 50 ms) or answers every request frame (``answer`` maps the
+    request payload to the bytes to send back)."""
+
+    def __init__(self, chatter=None, answer=None):
+        self.master, self.slave = os.openpty()
+        tty.setraw(self.slave)
+        os.set_blocking(self.master, False)
+        self.path = os.ttyname(self.slave)
+        self.chatter, self.answer = chatter, answer
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(5)
+        os.close(self.master)
+        os.close(self.slave)
+
+    def _send(self, data: bytes) -> None:
+        with contextlib.suppress(BlockingIOError, OSError):
+            os.write(self.master, data)
+
+    def _run(self) -> None:
+        reader = FrameReader()
+        while not self.stop.is_set():
+            ready, _, _ = select.select([self.master], [], [], 0.05)
+            if ready:
+                try:
+                    data = os.read(self.master, 4096)
+                except (BlockingIOError, OSError):
+                    data = b""
+                for item in reader.feed(data):
+                    if self.answer is not None and isinstance(item, bytes):
+                        self._send(self.answer(item))
+            if self.chatter is not None:
+                self._send(self.chatter())
+
+
+def flipped_reply(body_of=lambda req: info_body()):
+    """Answers each request with its reply, one payload bit flipped after the CRC was taken:
+    what a noisy line does to a good frame."""
+    rng = np.random.default_rng(5)
+
+    def answer(req: bytes) -> bytes:
+        payload = bytearray(bytes((req[0] | pr.REPLY_BIT, req[1], 0)) + body_of(req))
+        crc = crc16(bytes(payload))
+        payload[int(rng.integers(len(payload)))] ^= 1 << int(rng.integers(8))
+        return b"\x00" + cobs.encode(bytes(payload) + crc.to_bytes(2, "little")) + b"\x00"
+
+    return answer
+
+
+def handshake_error(dev: PtyDevice) -> str:
+    port = serial.Serial(dev.path, 115200)
+    try:
+        with pytest.raises(LinkError) as info:
+            Client(port, timeouts=QUICK).handshake()
+    finally:
+        port.close()
+    return str(info.value)
+
+
+def test_text_banner_is_not_the_protocol():
+    with PtyDevice(chatter=lambda: b"Hello from my sketch v1.2\r\n") as dev:
+        msg = handshake_error(dev)
+    assert msg.startswith(f"{dev.path} answers, but not with the edgecompile protocol: got "
+                          "'Hello from my sketch v1.2")
+    assert "is the edgecompile firmware flashed?" in msg
+
+
+def test_binary_garbage_is_not_the_protocol():
+    rng = np.random.default_rng(2)
+    with PtyDevice(answer=lambda req: rng.integers(0, 256, 90, dtype=np.uint8).tobytes()) as dev:
+        msg = handshake_error(dev)
+    assert "answers, but not with the edgecompile protocol: got binary data (" in msg
+    assert "CRC" not in msg
+
+
+def test_bit_flipped_replies_are_crc_failures_not_silence():
+    with PtyDevice(answer=flipped_reply()) as dev:
+        msg = handshake_error(dev)
+    m = re.fullmatch(rf"frames from {re.escape(dev.path)} fail their CRC \((\d+) of (\d+)\): "
+                     r"noisy line or wrong baud rate\?", msg)
+    assert m and int(m[1]) == int(m[2]) >= 2, msg
+
+
+def test_silent_pty_says_no_bytes():
+    with PtyDevice() as dev:
+        msg = handshake_error(dev)
+    assert msg.startswith(f"no bytes from {dev.path} in 1 s")
+
+
+def test_old_protocol_firmware_is_another_build():
+    with PtyDevice(answer=lambda req: b"\x00" + encode_frame(
+            bytes((req[0] | pr.REPLY_BIT, req[1], 0)) + info_body(proto=1))) as dev:
+        msg = handshake_error(dev)
+    assert "protocol v1" in msg and "flash this project" in msg
+
+
+def test_handshake_reports_the_quantized_model():
+    with PtyDevice(answer=lambda req: b"\x00" + encode_frame(
+            bytes((req[0] | pr.REPLY_BIT, req[1], 0)) + info_body())) as dev:
+        port = serial.Serial(dev.path, 115200)
+        try:
+            info = Client(port, timeouts=QUICK).handshake()
+        finally:
+            port.close()
+    assert info.qmodel_sha256 == bytes(range(32)).hex() and info.weight_bits == 8
+
+
+def test_standin_binding_reports_no_quantized_model(device):
+    assert Client(device).handshake().qmodel_sha256 == ""  # zeros: the binding does not say
+
+
+class FlipFrames:
+    """A port wrapper that, once ``armed``, flips one bit in the last byte of every frame read
+    (a CRC byte or data: COBS stays intact, the CRC fails)."""
+
+    def __init__(self, port):
+        self.port, self.armed, self._held = port, False, bytearray()
+
+    timeout = property(lambda s: s.port.timeout, lambda s, v: setattr(s.port, "timeout", v))
+    in_waiting = property(lambda s: s.port.in_waiting)
+    write = property(lambda s: s.port.write)
+    flush = property(lambda s: s.port.flush)
+    reset_input_buffer = property(lambda s: s.port.reset_input_buffer)
+
+    def read(self, n):
+        self._held += self.port.read(n)
+        end = self._held.rfind(0)
+        if end < 0:
+            return b""
+        out, self._held = bytearray(self._held[:end + 1]), self._held[end + 1:]
+        if self.armed:
+            for i in range(1, len(out)):
+                if out[i] == 0 and out[i - 1] not in (0, 1):
+                    out[i - 1] ^= 0x01 if out[i - 1] != 0x01 else 0x02
+        return bytes(out)
+
+
+def test_bit_flips_after_the_handshake_are_named(device):
+    port = FlipFrames(device)
+    client = Client(port, timeouts=QUICK, name="the test board")
+    client.handshake()
+    port.armed = True
+    t0 = time.monotonic()
+    with pytest.raises(LinkTimeout, match=r"echo: frames from the test board fail their CRC "
+                                          r"\((\d+) of \1\): noisy line or wrong baud rate\? "
+                                          r"\(4 tries\)"):
+        client.echo(b"hello")
+    assert time.monotonic() - t0 < 5
+
+
+def test_loop_port_with_flipped_bits_is_crc_not_echo():
+    port = FlipFrames(open_port("loop://"))
+    port.armed = True
+    with pytest.raises(LinkTimeout, match=r"frames from loop:// fail their CRC"):
+        Client(port, timeouts=QUICK, name="loop://").handshake()
+
+
+@settings(max_examples=200, deadline=None)
+@given(payload=st.binary(min_size=1, max_size=120), data=st.data())
+def test_any_single_bit_flip_is_a_crc_failure(payload, data):
+    """A flipped bit in any payload or CRC byte (the COBS structure intact) never passes as a
+    frame, and a stream of such frames is diagnosed as CRC failures."""
+    body = bytearray(payload + crc16(payload).to_bytes(2, "little"))
+    i = data.draw(st.integers(0, len(body) - 1))
+    bit = data.draw(st.integers(0, 7))
+    body[i] ^= 1 << bit
+    frame = cobs.encode(bytes(body)) + b"\x00"
+    seen = LineSeen()
+    seen.saw_bytes(frame * 3)
+    for item in FrameReader().feed(frame * 3):
+        assert isinstance(item, BadFrame) and item.reason == "crc"
+        seen.saw_frame(item)
+    assert diagnose(seen, "P", 1.0) == "frames from P fail their CRC (3 of 3): noisy line or wrong baud rate?"
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=st.text(st.characters(min_codepoint=32, max_codepoint=126), min_size=1, max_size=80))
+def test_any_text_banner_is_quoted(text):
+    raw = (text + "\r\n").encode()
+    seen = LineSeen()
+    seen.saw_bytes(raw)
+    for item in FrameReader().feed(raw):
+        seen.saw_frame(item)
+    msg = diagnose(seen, "P", 1.0)
+    assert msg.startswith("P answers, but not with the edgecompile protocol: got '")
+    shown = " ".join(text.split())[:20].replace("'", "\\'")
+    assert shown in msg
+
+
+def test_requests_the_device_cannot_read_are_named(device):
+    client = Client(Meddler(device, flip_write=range(2, 100)), timeouts=QUICK)
+    client.handshake()
+    with pytest.raises(LinkTimeout, match=r"^echo: the port could not read \d+ of the \d+ frames "
+                                          r"sent to it: noisy line or wrong baud rate\? \(4 tries\)$"):
+        client.echo(b"hello")
+    assert client.stats.bad_frames >= 4

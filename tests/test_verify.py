@@ -5,7 +5,6 @@ harness, QuantizedModel, manifest), built by PlatformIO offline, run on the boar
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import warnings
 
@@ -80,24 +79,25 @@ def test_verify_emulate_bit_exact(tmp_path, board):
 
 
 def test_verify_mismatch_names_first_divergence(tmp_path):
-    from edgecompile.codegen.export import QMODEL_FILE
-    from edgecompile.qmodel import load_qmodel, save_qmodel
+    import re
 
     proj, _, qm = make_project(tmp_path, "native")
-    run("build", proj)
-    # The host now predicts with a different recurrent weight than the device runs.
-    u = qm.U.factors[0]
-    vals = u.values.copy()
-    vals[0, 3] += 1
-    bad = dataclasses.replace(qm, U=dataclasses.replace(
-        qm.U, factors=(dataclasses.replace(u, values=vals),) + qm.U.factors[1:]))
-    save_qmodel(bad, proj / QMODEL_FILE)
+    # The device's library now deviates from the quantized model it was generated from (a kernel
+    # bug, not another build: the firmware still reports this project's quantized model): one
+    # recurrent weight, U[in 0, out 3], stored per output row, is off by one LSB.
+    data_h = proj / "lib" / "mdl" / "src" / "mdl_data.h"
+    text = data_h.read_text()
+    start = text.index("static const int8_t mdl_U[")
+    row = re.compile(r"/\* 3 \*/\n(\s*)(-?\d+),")
+    m = row.search(text, start)
+    assert m and int(m[2]) == qm.U.factors[0].values[0, 3] and int(m[2]) < 127
+    data_h.write_text(text[:m.start(2)] + str(int(m[2]) + 1) + text[m.end(2):])
     res = run("verify", proj, "--emulate", "--data", tmp_path / "X.npy", "--json",
               tmp_path / "r.json", "--trace")
     assert res.exit_code == 1, res.output
     assert "PARITY FAILED" in res.output and "first divergence: sequence 0, step 1, unit 3" in res.output
+    assert "another build" not in res.output
     assert json.loads((tmp_path / "r.json").read_text())["exact_match"] < 1.0
-    assert load_qmodel(proj / QMODEL_FILE) is not None
 
 
 def test_verify_wrong_model_exits_1(tmp_path):
@@ -132,7 +132,7 @@ def test_verify_silent_port_exits_2_within_seconds(tmp_path):
     try:
         t0 = time.monotonic()
         res = run("verify", proj, "--port", os.ttyname(slave), "--data", tmp_path / "X.npy")
-        assert res.exit_code == 2 and "no handshake reply" in res.output
+        assert res.exit_code == 2 and "no bytes from" in res.output
         assert time.monotonic() - t0 < 8
     finally:
         os.close(master)

@@ -147,6 +147,7 @@ def build_context(qm: QuantizedModel, name: str) -> dict:
         "tool_version": __version__,
         "abi_version": ABI_VERSION,
         "sha256": sha,
+        "qmodel_sha256": qm.quantized_sha256(),
         "summary": comment_safe(qm.summary()),
         "cell": qm.cell,
         "grnn": grnn,

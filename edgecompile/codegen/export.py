@@ -13,22 +13,25 @@ Layout of the project directory::
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
 from .. import __version__
-from ..errors import CodegenError
+from ..errors import CodegenError, one_line
 from ..model import FloatModel
 from ..qmodel import QuantizedModel, load_qmodel, qmodel_to_json
+from .arduino import example_sketch_files, library_zip
 from .names import c_ident, default_name
 from .render import render_library
 
@@ -36,6 +39,8 @@ MANIFEST = "edgecompile-manifest.json"
 CHECKPOINT_FILE = "model.npz"
 QMODEL_FILE = "model.qmodel.json"
 MANIFEST_VERSION = 1
+#: What build and verify leave in a project: replaced with it by ``--force``.
+BUILD_OUTPUTS = (".pio", ".edgecompile/core")
 
 
 @dataclass(frozen=True)
@@ -106,17 +111,21 @@ def _sha256(data: bytes) -> str:
 
 
 def project_tree(qm: QuantizedModel, board: str, name: str,
-                 float_model: FloatModel | None = None) -> dict[str, bytes]:
+                 float_model: FloatModel | None = None, zip_library: bool = False) -> dict[str, bytes]:
     """Every file of the exported project, in memory: ``{relative posix path: bytes}``.
 
     With the float model, a deterministic copy of its checkpoint goes along (``verify`` reports
-    the float accuracy from it)."""
+    the float accuracy from it). The library carries an Arduino example sketch (it runs one
+    all-zero raw sequence: the user puts in their own); ``zip_library`` adds ``<name>.zip`` for
+    the Arduino IDE's "Add .ZIP Library"."""
     from ..checkpoint import checkpoint_bytes
 
     files = dict(board_files(board, name))
     # PlatformIO puts src/ and lib/<name>/src/ on one include path: no file name may repeat.
     taken = {rel.rsplit("/", 1)[-1] for rel in files if rel.startswith("src/")}
-    for rel, data in render_library(qm, name).items():
+    library = dict(render_library(qm, name))
+    library.update(example_sketch_files(qm, name))
+    for rel, data in sorted(library.items()):
         key = f"lib/{name}/{rel}"
         base = rel.rsplit("/", 1)[-1]
         if key in files or (rel.startswith("src/") and base in taken):
@@ -125,6 +134,8 @@ def project_tree(qm: QuantizedModel, board: str, name: str,
     files[QMODEL_FILE] = qmodel_to_json(qm).encode()
     if float_model is not None:
         files[CHECKPOINT_FILE] = checkpoint_bytes(float_model)
+    if zip_library:
+        files[f"{name}.zip"] = library_zip(library, name)
     summary = qm.summary()
     manifest = {
         "manifest_version": MANIFEST_VERSION,
@@ -150,15 +161,79 @@ def project_tree(qm: QuantizedModel, board: str, name: str,
     return dict(sorted(files.items()))
 
 
-def _check_target(out: Path, force: bool) -> bool:
-    """True if ``out`` exists (an empty directory, or a non-empty one with ``force``)."""
-    if not (out.exists() or out.is_symlink()):
-        return False
-    if not out.is_dir() or out.is_symlink():
+def _refuse_special(out: str | os.PathLike) -> Path:
+    """The absolute path of ``out``; refuses an empty path, /, $HOME, the current directory and
+    the directories above these."""
+    if os.fspath(out) in ("", b""):
+        raise CodegenError('the output directory is empty (-o ""): give the project directory to create')
+    out = Path(os.path.abspath(out))
+    real = Path(os.path.realpath(out))
+    if real == real.parent:
+        raise CodegenError(f"{out} is the root directory: refusing to write a project there")
+    try:
+        cwd = Path(os.path.realpath(os.getcwd()))
+    except OSError:
+        cwd = None
+    home = os.environ.get("HOME")
+    for place, what in ((cwd, "the current directory"),
+                        (Path(os.path.realpath(home)) if home else None, "the home directory ($HOME)")):
+        if place is None:
+            continue
+        if real == place:
+            raise CodegenError(f"{out} is {what}: refusing to write a project there; give a new directory")
+        if real in place.parents:
+            raise CodegenError(f"{out} holds {what}: refusing to write a project there; give a new directory")
+    return out
+
+
+def _listed_files(out: Path) -> list[str] | None:
+    """The files that ``out``'s manifest lists (None without a manifest); refuses a manifest that
+    is not edgecompile's or names a path outside the project."""
+    path = out / MANIFEST
+    if not os.path.lexists(path):
+        return None
+    try:
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            raise ValueError("not a regular file")
+        manifest = json.loads(path.read_bytes())
+        if not isinstance(manifest, dict) or manifest.get("generator") != "edgecompile":
+            raise ValueError("not written by edgecompile")
+        listed = manifest.get("files")
+        if not isinstance(listed, dict):
+            raise ValueError("no list of files")
+    except (OSError, ValueError) as exc:
+        raise CodegenError(f"{path} is damaged ({one_line(exc)}): refusing to replace {out}") from None
+    for rel in listed:
+        parts = PurePosixPath(rel).parts if isinstance(rel, str) else ()
+        if not parts or rel.startswith("/") or "\\" in rel or any(p in ("..", ".") for p in parts):
+            raise CodegenError(f"{path} lists {rel!r}, not a file inside the project: refusing to replace {out}")
+    return sorted(listed)
+
+
+def _check_target(out: str | os.PathLike, force: bool) -> tuple[bool, list[str] | None]:
+    """(``out`` exists, the files its manifest lists when it is a non-empty project to replace).
+
+    Refuses a path that is not a directory, a non-empty directory without ``force``, and a
+    non-empty directory that edgecompile did not make (no manifest) even with ``force``."""
+    out = _refuse_special(out)
+    if not os.path.lexists(out):
+        return False, None
+    if out.is_symlink():
+        raise CodegenError(f"{out} is a symlink: give the directory itself")
+    if not out.is_dir():
         raise CodegenError(f"{out} exists and is not a directory")
-    if any(out.iterdir()) and not force:
-        raise CodegenError(f"{out} is not empty: use --force to replace it")
-    return True
+    try:
+        if not any(out.iterdir()):
+            return True, None
+    except OSError as exc:
+        raise CodegenError(f"{out}: cannot read the directory ({exc.strerror or exc})") from None
+    listed = _listed_files(out)
+    if listed is None:
+        raise CodegenError(f"{out} is not empty and edgecompile did not make it (no {MANIFEST}): "
+                           f"choose another directory")
+    if not force:
+        raise CodegenError(f"{out} holds an exported project: use --force to replace it")
+    return True, listed
 
 
 def _write_tree(root: Path, files: dict[str, bytes]) -> None:
@@ -168,14 +243,90 @@ def _write_tree(root: Path, files: dict[str, bytes]) -> None:
         path.write_bytes(data)
 
 
+def _inside(root: Path, rel: str) -> bool:
+    """True if the directory holding ``root/rel`` resolves inside ``root`` (no symlink out)."""
+    real_root = Path(os.path.realpath(root))
+    parent = Path(os.path.realpath((root / rel).parent))
+    return parent == real_root or real_root in parent.parents
+
+
+def _replace_in_place(out: Path, files: dict[str, bytes], listed: list[str]) -> None:
+    """Replace the project in ``out``: what the old manifest lists, the manifest and the build
+    outputs go; every other file stays. All or nothing."""
+    # Listed entries that are files or symlinks (a folder at a listed path is not the project's).
+    old = [rel for rel in [*listed, MANIFEST]
+           if ((out / rel).is_symlink() or (out / rel).is_file()) and _inside(out, rel)]
+    old += [rel for rel in BUILD_OUTPUTS if os.path.lexists(out / rel) and _inside(out, rel)]
+    going = set(old)
+    for rel in files:  # a user's file where a new one goes: refuse before touching anything
+        parts = PurePosixPath(rel).parts
+        for i in range(1, len(parts) + 1):
+            sub = "/".join(parts[:i])
+            if sub in going or any(sub.startswith(g + "/") for g in going):
+                break
+            p = out / sub
+            if not os.path.lexists(p):
+                break
+            if i == len(parts) or p.is_symlink() or not p.is_dir():
+                raise CodegenError(f"{p} is in the way of the new project and edgecompile did not make it: "
+                                   f"move it, or choose another directory")
+    stage: Path | None = None
+    trash: Path | None = None
+    moved: list[str] = []
+    placed: list[Path] = []
+    made: list[Path] = []
+    try:
+        stage = Path(tempfile.mkdtemp(prefix=".edgecompile-new-", dir=out))
+        trash = Path(tempfile.mkdtemp(prefix=".edgecompile-old-", dir=out))
+        _write_tree(stage, files)
+        for rel in old:
+            (trash / rel).parent.mkdir(parents=True, exist_ok=True)
+            os.rename(out / rel, trash / rel)
+            moved.append(rel)
+        for rel in files:
+            target = out / rel
+            missing = [d for d in target.parents if d != out and out in d.parents and not d.exists()]
+            for d in reversed(missing):
+                d.mkdir()
+                made.append(d)
+            os.rename(stage / rel, target)
+            placed.append(target)
+    except BaseException as exc:
+        for target in reversed(placed):
+            target.unlink(missing_ok=True)
+        for d in reversed(made):
+            with contextlib.suppress(OSError):
+                d.rmdir()
+        for rel in reversed(moved):
+            with contextlib.suppress(OSError):
+                os.rename(trash / rel, out / rel)  # type: ignore[operator]
+        for d in (stage, trash):
+            if d is not None:
+                shutil.rmtree(d, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise CodegenError(f"{out}: cannot write the project ({exc.strerror or exc})") from None
+        raise
+    shutil.rmtree(stage, ignore_errors=True)
+    shutil.rmtree(trash, ignore_errors=True)
+    # Folders that only held old project files go too (a user's file keeps its folder).
+    for d in sorted({p for rel in old for p in (out / rel).parents if out in p.parents},
+                    key=lambda p: len(p.parts), reverse=True):
+        with contextlib.suppress(OSError):
+            d.rmdir()
+
+
 def write_project(out: Path, files: dict[str, bytes], force: bool = False) -> None:
     """Write ``files`` as the directory ``out``: all or nothing.
 
-    The tree is written into a temporary directory beside ``out`` and renamed into place; a
-    non-empty ``out`` is refused unless ``force`` (then it is replaced, never merged).
+    A new or empty ``out``: the tree is written into a temporary directory beside it and renamed
+    into place. A non-empty ``out`` must be a project that edgecompile made, and ``force``: the
+    files its manifest lists and the build outputs are replaced, anything else in it stays.
     """
-    out = Path(os.path.abspath(out))
-    exists = _check_target(out, force)
+    out = _refuse_special(out)
+    exists, listed = _check_target(out, force)
+    if listed is not None:
+        _replace_in_place(out, files, listed)
+        return
     created: list[Path] = []  # parents we create, removed again on failure
     parent = out.parent
     while not parent.exists():
@@ -221,14 +372,18 @@ def export_project(
     force: bool = False,
     name: str | None = None,
     warn: Callable[[str], None] | None = None,
+    zip_library: bool = False,
 ) -> ExportResult:
     """Quantize ``model`` (unless already quantized) and write a PlatformIO project for ``board``.
 
     ``model``: a checkpoint path (.npz or directory), a quantized-model JSON, a FloatModel or a
     QuantizedModel. ``bits``: 8 or 16 (default 8; must match a quantized model). ``calib``: raw
     calibration inputs ``[N, T, D]`` (array or .npy path). ``out_dir``: default ``<name>_<board>``.
-    ``name``: the library's C name (default: the checkpoint's file stem). Refuses a non-empty
-    ``out_dir`` unless ``force``. Raises :class:`EdgecompileError` subclasses (exit status 2).
+    ``name``: the library's C name (default: the checkpoint's file stem). ``zip_library`` also
+    writes ``<name>.zip`` (the library for the Arduino IDE). Refuses a non-empty
+    ``out_dir`` unless it is a project edgecompile made and ``force`` (then only its files and
+    build outputs are replaced), and refuses /, $HOME, the current directory and their parents.
+    Raises :class:`EdgecompileError` subclasses (exit status 2).
     """
     from ..targets.boards import get_board
 
@@ -236,11 +391,11 @@ def export_project(
     if name is not None:
         c_ident(name)
     if out_dir is not None:
-        _check_target(Path(out_dir), force)  # refuse early: nothing is computed or written
+        _check_target(out_dir, force)  # refuse early: nothing is computed or written
     qm, stem, fm = _load_model(model, bits, calib, warn)
     lib_name = name if name is not None else default_name(stem)
     out = Path(out_dir) if out_dir is not None else Path(f"{lib_name}_{board_id}")
-    files = project_tree(qm, board_id, lib_name, fm)
+    files = project_tree(qm, board_id, lib_name, fm, zip_library=zip_library)
     write_project(out, files, force)
     manifest = json.loads(files[MANIFEST])
     return ExportResult(out, lib_name, board_id, qm, manifest)

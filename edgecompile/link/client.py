@@ -2,7 +2,9 @@
 
 Every read has a deadline; corrupt frames are retransmitted; garbage is skipped up to the next
 delimiter; a device that restarted (it answers NO_SESSION) is handshaken again and the running
-sequence restarted from its first step.
+sequence restarted from its first step. When no usable reply comes, the error says what the port
+did instead: stayed silent, answered with something that is not the protocol (a text banner,
+garbage), or sent frames that fail their CRC (noise, wrong baud rate).
 """
 
 from __future__ import annotations
@@ -61,6 +63,58 @@ class LinkStats:
     sequence_restarts: int = 0
 
 
+@dataclass
+class LineSeen:
+    """What arrived on the port over one handshake window or one command (for diagnosis)."""
+
+    bytes: int = 0
+    head: bytearray = field(default_factory=bytearray)  # the first bytes received
+    frames: int = 0     # non-empty chunks between delimiters, valid or not
+    crc_failed: int = 0  # of them: COBS intact, CRC wrong
+    sent: int = 0       # frames we sent
+    refused: int = 0    # device ERROR replies: it could not read a frame we sent
+
+    HEAD_LEN = 48
+
+    def saw_bytes(self, data: bytes) -> None:
+        self.bytes += len(data)
+        if len(self.head) < self.HEAD_LEN:
+            self.head += data[:self.HEAD_LEN - len(self.head)]
+
+    def saw_frame(self, item: bytes | BadFrame) -> None:
+        self.frames += 1
+        if isinstance(item, BadFrame) and item.reason == "crc":
+            self.crc_failed += 1
+
+
+def preview(raw: bytes) -> str:
+    """A short, printable rendering of bytes a port sent: quoted text or a hex dump."""
+    raw = bytes(raw)
+    text_bytes = sum(1 for b in raw if 32 <= b < 127 or b in (9, 10, 13))
+    if raw and text_bytes >= 0.8 * len(raw):
+        text = "".join(chr(b) if 32 <= b < 127 else " " for b in raw)
+        text = " ".join(text.split())
+        if len(text) > 32:
+            text = text[:32] + " ..."
+        return "'" + text.replace("'", "\\'") + "'"
+    shown = raw[:12].hex(" ")
+    return f"binary data ({shown}{' ...' if len(raw) > 12 else ''})"
+
+
+def diagnose(seen: LineSeen, port: str, seconds: float) -> str:
+    """One sentence on why no usable reply came from ``port`` in ``seconds``."""
+    if seen.bytes == 0:
+        return f"no bytes from {port} in {seconds:.3g} s"
+    if seen.crc_failed and 2 * seen.crc_failed >= seen.frames:
+        return (f"frames from {port} fail their CRC ({seen.crc_failed} of {seen.frames}): "
+                "noisy line or wrong baud rate?")
+    if seen.refused:
+        return (f"{port} could not read {seen.refused} of the {seen.sent} frames sent to it: "
+                "noisy line or wrong baud rate?")
+    return (f"{port} answers, but not with the edgecompile protocol: got {preview(seen.head)}: "
+            "is the edgecompile firmware flashed?")
+
+
 @dataclass(frozen=True)
 class StepReply:
     t: int
@@ -88,12 +142,18 @@ class Client:
     log: Callable[[str], None] | None = None
     stats: LinkStats = field(default_factory=LinkStats)
     info: DeviceInfo | None = None
+    #: the port's name in messages (default: the pyserial port's path or URL)
+    name: str = ""
 
     def __post_init__(self) -> None:
         self._reader = FrameReader()
         self._pending: list[bytes | BadFrame] = []
         self._seq = 0
         self._session = 0
+        self._seen = LineSeen()
+        if not self.name:
+            names = [getattr(self.port, a, None) for a in ("port", "name")]
+            self.name = next((n for n in names if isinstance(n, str) and n), "the port")
         self.port.timeout = self.timeouts.poll_s
 
     # ---- transport -------------------------------------------------------------------------
@@ -111,6 +171,7 @@ class Client:
         except Exception as exc:  # pyserial raises SerialException / OSError
             raise LinkError(f"cannot write to the port: {exc}") from exc
         self.stats.frames_sent += 1
+        self._seen.sent += 1
 
     def _read_frame(self, deadline: float) -> bytes | BadFrame:
         while not self._pending:
@@ -122,8 +183,10 @@ class Client:
             except Exception as exc:
                 raise LinkError(f"cannot read from the port: {exc}") from exc
             if data:
+                self._seen.saw_bytes(data)
                 self._pending.extend(self._reader.feed(data))
         item = self._pending.pop(0)
+        self._seen.saw_frame(item)
         if self.log:
             if isinstance(item, BadFrame):
                 self.log(f"RX bad frame ({item.reason}): {item.raw[:48].hex(' ')}")
@@ -141,13 +204,18 @@ class Client:
             pass
 
     def command(self, cmd: int, body: bytes = b"", *, timeout: float | None = None,
-                what: str = "", retries: int | None = None) -> bytes:
+                what: str = "", retries: int | None = None, new_window: bool = True) -> bytes:
         """Send one request and return the body of its OK reply; raise on anything else.
 
         The frame is sent again (same request id) after a reply that could not be read, a
-        frame error from the device, or silence, up to ``retries`` times.
+        frame error from the device, or silence, up to ``retries`` times; then
+        :class:`LinkTimeout` says what the port did instead (:func:`diagnose`).
+        ``new_window=False`` keeps counting into the caller's window (the handshake's).
         """
         retries = self.timeouts.frame_retries if retries is None else retries
+        if new_window:
+            self._seen = LineSeen()
+        started = time.monotonic()
         what = what or f"command 0x{cmd:02x}"
         seq = self._next_seq()
         payload = bytes((cmd, seq, self._session)) + body
@@ -164,8 +232,7 @@ class Client:
                 except LinkTimeout:
                     if attempt < retries:
                         break
-                    raise LinkTimeout(f"{what}: no reply within {timeout:.2f} s "
-                                      f"({retries + 1} tries)") from None
+                    raise LinkTimeout(self._failure(what, started, retries)) from None
                 if isinstance(item, BadFrame):
                     # Most likely our reply, damaged: no other reply is coming, so wait only a
                     # little for one (the damage may have been noise before it), then resend.
@@ -179,6 +246,7 @@ class Client:
                     continue
                 if item[0] == (CMD_ERROR | REPLY_BIT):
                     self.stats.bad_frames += 1
+                    self._seen.refused += 1
                     break  # the device could not read a frame: retransmit
                 if item[0] != (cmd | REPLY_BIT) or item[1] != seq:
                     self.stats.ignored_frames += 1  # stale reply or noise that passed the CRC
@@ -192,8 +260,11 @@ class Client:
                 if status == st.BAD_SEQUENCE:
                     raise SequenceBroken(f"device step counter out of step (during {what})")
                 raise DeviceError(status, what)
-        raise LinkError(f"{what}: still no readable reply after {retries} "
-                        "retransmissions (noisy line or wrong baud rate?)")
+        raise LinkTimeout(self._failure(what, started, retries))
+
+    def _failure(self, what: str, started: float, retries: int) -> str:
+        tries = f"{retries + 1} tries" if retries else "1 try"
+        return f"{what}: {diagnose(self._seen, self.name, time.monotonic() - started)} ({tries})"
 
     # ---- commands ----------------------------------------------------------------------------
     def handshake(self) -> DeviceInfo:
@@ -202,24 +273,26 @@ class Client:
         if session == self._session:
             session = session % 255 + 1
         end = time.monotonic() + self.timeouts.handshake_window_s
-        last: Exception | None = None
+        self._seen = LineSeen()
+        refused: DeviceError | None = None
         while time.monotonic() < end:
             self._session = session
             try:
                 body = self.command(CMD_INFO, timeout=self.timeouts.handshake_reply_s,
-                                    what="handshake", retries=0)
-            except LinkTimeout as exc:
-                last = exc
+                                    what="handshake", retries=0, new_window=False)
+            except LinkTimeout:
                 continue
             except DeviceError as exc:
-                last = exc
+                refused = exc
                 continue
             self.info = DeviceInfo.parse(body)
             return self.info
-        raise LinkTimeout(
-            f"no handshake reply within {self.timeouts.handshake_window_s:g} s: is the "
-            f"edgecompile firmware running on this port? ({last})"
-        )
+        if refused is not None:
+            raise LinkError(f"handshake with {self.name} failed: {refused}")
+        seen = diagnose(self._seen, self.name, self.timeouts.handshake_window_s)
+        if self._seen.bytes == 0:
+            seen += ": is the board connected and the edgecompile firmware running on it?"
+        raise LinkTimeout(seen)
 
     def reset(self) -> None:
         self.command(CMD_RESET, what="reset")
@@ -299,7 +372,8 @@ class Client:
         before = self.info
         self.drain()
         after = self.handshake()
-        if before is not None and after.model_sha256 != before.model_sha256:
+        if before is not None and (after.model_sha256, after.qmodel_sha256) != (
+                before.model_sha256, before.qmodel_sha256):
             raise LinkError("the device came back running a different model")
 
     def _need_info(self) -> DeviceInfo:

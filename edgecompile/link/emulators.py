@@ -1,29 +1,28 @@
 """Emulated boards as context managers: the harness as a native process, the Uno under simavr
 (through ``firmware/emulators/simavr_host.c``), Cortex-M boards under qemu-system-arm.
 
-Each yields an :class:`Emulator` whose ``open()`` returns a pyserial port. Leaving the
-``with`` block (normally, on an error or on Ctrl-C) stops the process: SIGTERM, then SIGKILL;
-children also get SIGTERM if this Python process dies (``PR_SET_PDEATHSIG``). Every run gets
-its own pty or TCP port, so parallel runs do not clash.
+Each yields an :class:`Emulator` whose ``open()`` returns a pyserial port. Every emulator runs
+in a process group of its own; leaving the ``with`` block (normally, on an error, on Ctrl-C or
+SIGTERM) stops the whole group: SIGTERM, then SIGKILL, and waits until it is gone. Started
+from the main thread, the emulator also gets SIGTERM if this Python process dies
+(``PR_SET_PDEATHSIG``). Every run gets its own pty or TCP port, so parallel runs do not clash.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import queue
 import shutil
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from ..errors import LinkError
-from ..hosttools import simavr_program
+from ..hosttools import simavr_program, spawn, stop_group
 from .timeouts import DEFAULT, Timeouts
 
 QEMU_MACHINES = ("lm3s6965evb", "mps2-an385", "mps2-an386", "mps2-an500")
@@ -37,12 +36,6 @@ QEMU_INSTRUCTIONS_PER_SYSTICK = {"lm3s6965evb": 80, "mps2-an385": 40, "mps2-an38
 def build_simavr_host() -> Path:
     """The libsimavr host program that bridges a simulated UART to a pty (compiled once, cached)."""
     return simavr_program("simavr_host")
-
-
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(Exception):
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 class _Lines(threading.Thread):
@@ -93,14 +86,13 @@ class Emulator:
     def start(self) -> Emulator:
         t0 = time.monotonic()
         try:
-            self.proc = subprocess.Popen(
-                self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE, preexec_fn=_die_with_parent)
+            self.proc = spawn(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE)
         except OSError as exc:
             raise LinkError(f"cannot start {self.kind} ({self.argv[0]}): {exc}") from exc
-        self._out = _Lines(self.proc.stdout)
-        self._err = _Lines(self.proc.stderr)
         try:
+            self._out = _Lines(self.proc.stdout)
+            self._err = _Lines(self.proc.stderr)
             self._wait_ready(t0 + self.timeouts.emulator_start_s)
         except BaseException:
             self.stop()
@@ -123,15 +115,10 @@ class Emulator:
         return " | ".join(lines) or "(no output)"
 
     def stop(self) -> None:
-        proc = self.proc
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(self.timeouts.emulator_stop_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        """Stop the emulator's process group (SIGTERM, SIGKILL after ``emulator_stop_s``) and
+        wait until it is gone; a no-op once stopped."""
+        if self.proc is not None:
+            stop_group(self.proc, self.timeouts.emulator_stop_s)
 
     def events(self) -> list[str]:
         return list(self._out.all) if self._out else []

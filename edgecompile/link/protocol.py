@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from ..errors import LinkError
 
-PROTO_VERSION = 1
+PROTO_VERSION = 2
 
 CMD_INFO = 0x01
 CMD_RESET = 0x02
@@ -26,7 +26,7 @@ STEP_LOGITS = 0x04
 
 HEADER_LEN = 3
 STEP_REQ_FIXED = 4
-INFO_BODY_LEN = 56
+INFO_BODY_LEN = 88
 
 #: cycle source code -> (name, what one count is)
 CYCLE_SOURCES = {
@@ -36,8 +36,14 @@ CYCLE_SOURCES = {
     4: ("posix-clock-ns", "nanoseconds"),
 }
 
-_INFO = struct.Struct("<2sBBBBHHHHHBBI32sH")
+_INFO = struct.Struct("<2sBBBBHHHHHBBI32sH32s")
 assert _INFO.size == INFO_BODY_LEN
+
+
+class ProtocolMismatch(LinkError):
+    """The device runs edgecompile firmware of another protocol version: another build."""
+
+    exit_code = 1
 
 
 @dataclass(frozen=True)
@@ -56,21 +62,24 @@ class DeviceInfo:
     cycle_hz: int
     model_sha256: str
     max_steps_per_frame: int
+    #: the quantized model the firmware was built from ("" when the binding does not say)
+    qmodel_sha256: str = ""
 
     @classmethod
     def parse(cls, body: bytes) -> DeviceInfo:
+        if len(body) < 3 or body[:2] != b"EC":
+            raise LinkError("handshake reply lacks the 'EC' magic: not an edgecompile harness")
+        if body[2] != PROTO_VERSION:
+            raise ProtocolMismatch(
+                f"the board runs edgecompile firmware of protocol v{body[2]}, this host speaks "
+                f"v{PROTO_VERSION}: flash this project")
         if len(body) != INFO_BODY_LEN:
             raise LinkError(f"handshake reply has {len(body)} bytes, expected {INFO_BODY_LEN}")
-        (magic, proto, major, minor, patch, max_payload, d, h, c, t, bits, src, hz, sha,
-         steps) = _INFO.unpack(body)
-        if magic != b"EC":
-            raise LinkError("handshake reply lacks the 'EC' magic: not an edgecompile harness")
-        if proto != PROTO_VERSION:
-            raise LinkError(
-                f"device speaks protocol v{proto}, this host v{PROTO_VERSION}: rebuild the firmware"
-            )
+        (_magic, proto, major, minor, patch, max_payload, d, h, c, t, bits, src, hz, sha,
+         steps, qsha) = _INFO.unpack(body)
         return cls(proto, f"{major}.{minor}.{patch}", max_payload, d, h, c, t, bits,
-                   CYCLE_SOURCES.get(src, (f"unknown-{src}", "?"))[0], hz, sha.hex(), steps)
+                   CYCLE_SOURCES.get(src, (f"unknown-{src}", "?"))[0], hz, sha.hex(), steps,
+                   "" if not any(qsha) else qsha.hex())
 
 
 def step_request(flags: int, t0: int, x_q) -> bytes:

@@ -19,6 +19,16 @@ from ..resources import resource_dir
 Family = Literal["avr", "cortex-m", "native"]
 _FAMILIES = ("avr", "cortex-m", "native")
 
+#: The C kernel a core runs: chosen by the instruction set, not by the board family.
+KernelBackend = Literal["avr", "armv6m", "armv7m", "armv7em", "native"]
+_BACKEND_OF_CORE: dict[str, KernelBackend] = {
+    "avr5": "avr", "avr6": "avr",
+    "cortex-m0": "armv6m", "cortex-m0plus": "armv6m",
+    "cortex-m3": "armv7m",
+    "cortex-m4": "armv7em", "cortex-m7": "armv7em",
+    "host": "native",
+}
+
 
 @dataclass(frozen=True)
 class Emulator:
@@ -66,6 +76,11 @@ class BoardProfile:
         return self.pio_env_online + "_offline"
 
     @property
+    def kernel_backend(self) -> KernelBackend:
+        """The fast kernel of this board's core (the reference kernel is always there too)."""
+        return _BACKEND_OF_CORE[self.core]
+
+    @property
     def toolchain_prefix(self) -> str:
         return {"avr": "avr-", "cortex-m": "arm-none-eabi-", "native": ""}[self.family]
 
@@ -108,6 +123,9 @@ def profile_from_dict(rec: dict, path: Path = Path("<dict>")) -> BoardProfile:
     fam = _req(rec, "family", str, path)
     if fam not in _FAMILIES:
         raise BoardError(f"board file {path.name}: family '{fam}' is not one of {', '.join(_FAMILIES)}")
+    core = _req(rec, "core", str, path)
+    if core not in _BACKEND_OF_CORE:
+        raise BoardError(f"board file {path.name}: core '{core}' is not one of {', '.join(_BACKEND_OF_CORE)}")
     up = rec.get("upload")
     emu = rec.get("emulator")
     pio = _req(rec, "pio", dict, path)
@@ -121,7 +139,7 @@ def profile_from_dict(rec: dict, path: Path = Path("<dict>")) -> BoardProfile:
         name=_req(rec, "name", str, path),
         family=fam,
         mcu=_req(rec, "mcu", str, path),
-        core=_req(rec, "core", str, path),
+        core=core,
         f_cpu_hz=rec.get("f_cpu_hz"),
         flash_bytes=rec.get("flash_bytes"),
         ram_bytes=rec.get("ram_bytes"),

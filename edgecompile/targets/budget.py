@@ -8,6 +8,12 @@ of the board on top of the static RAM. An over-budget project gets a :class:`Boa
 names what to change (bits, rank, sparsity, hidden size) instead of a linker error.
 
 After linking, :func:`linked_usage` reads the ELF's sections with ``avr-size``/``arm-none-eabi-size``.
+
+AVR reads flash constants (``PROGMEM``: weights, tables) with LPM, whose 16-bit Z pointer reaches
+only the first 64 KB of flash. On parts with more flash (the Mega 2560) the linker places all
+constants right after the vector table, so they are read correctly only while they end below
+0x10000: the estimate refuses constants that cannot fit there, and :func:`linked_usage` refuses
+an ELF with any flash object past that address.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..errors import BoardError, BuildError
+from ..hosttools import run_captured
 from .boards import BoardProfile, get_board
 from .project import PLATFORM_SUBDIR, _defines
 
@@ -39,6 +46,13 @@ _FLASH_AND_RAM = {
     "cortex-m": re.compile(r"^\.data"),
 }
 _RAM_ONLY = re.compile(r"^\.(bss|noinit|COMMON)")
+#: Flash that LPM (Z, 16 bits) reaches on AVR, and the constants' sections in an object file.
+LPM_WINDOW_BYTES = 0x10000
+_AVR_CONSTANTS = re.compile(r"^\.progmem")
+#: Placed before the constants: the vector table (the ATmega2560 has 57 four-byte vectors).
+AVR_VECTORS_ALLOWANCE = 256
+#: AVR ELF data-space addresses start here (flash addresses lie below).
+_AVR_DATA_SPACE = 0x800000
 
 
 @dataclass
@@ -65,6 +79,10 @@ class BudgetReport:
     #: Sum of every function's stack frame (GCC -fstack-usage): a bound on the deepest call chain
     #: when nothing recurses (None: not measured, or a function has a dynamic frame).
     stack_bound: int | None = None
+    #: AVR with more than 64 KB of flash: bytes of constants (+ the vector table) that must lie
+    #: below ``lpm_limit`` (None: no such limit on this board, or not measured).
+    lpm_constants: int | None = None
+    lpm_limit: int | None = None
 
     @property
     def stack_free(self) -> int | None:
@@ -80,8 +98,12 @@ class BudgetReport:
         return self.ram_budget is None or self.ram_used + self.stack_reserve <= self.ram_budget
 
     @property
+    def lpm_ok(self) -> bool:
+        return self.lpm_limit is None or self.lpm_constants is None or self.lpm_constants <= self.lpm_limit
+
+    @property
     def ok(self) -> bool:
-        return self.flash_ok and self.ram_ok
+        return self.flash_ok and self.ram_ok and self.lpm_ok
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -107,8 +129,7 @@ class BudgetReport:
 
 def _size_sections(tool: str, path: Path) -> list[tuple[str, int]]:
     try:
-        out = subprocess.run([tool, "-A", "-d", str(path)], capture_output=True, text=True,
-                             timeout=SIZE_TIMEOUT_S, check=False)
+        out = run_captured([tool, "-A", "-d", str(path)], timeout=SIZE_TIMEOUT_S)
     except FileNotFoundError as exc:
         raise BuildError(f"'{tool}' is not installed (needed to measure memory use)") from exc
     except subprocess.TimeoutExpired as exc:
@@ -139,12 +160,60 @@ def classify(family: str, sections: list[tuple[str, int]]) -> tuple[int, int]:
     return flash, ram
 
 
+def _lpm_limit(board: BoardProfile) -> int | None:
+    """The end of the flash LPM reaches, on AVR parts that have flash beyond it."""
+    if board.family == "avr" and board.flash_bytes is not None and board.flash_bytes > LPM_WINDOW_BYTES:
+        return LPM_WINDOW_BYTES
+    return None
+
+
+def lpm_refusal(board: BoardProfile, needed: int, stage: str) -> str:
+    """The one-line reason for constants that LPM cannot reach, with what to change."""
+    return (f"the model's constants do not fit the low 64 KB of flash on board '{board.id}' ({stage}): "
+            f"they need {needed} B below address 0x10000 ({LPM_WINDOW_BYTES} B), the only flash "
+            f"that {board.mcu} reads constants from (LPM); the rest of its {board.flash_bytes} B "
+            "holds code only; try --bits 8 (halves the weights), a lower rank (wRank/uRank), more "
+            "sparsity or a smaller hidden size")
+
+
+def _objects_past_lpm(tool: str, elf: Path) -> list[tuple[str, int, int]]:
+    """(name, address, size) of every flash data object that ends beyond the LPM window."""
+    try:
+        out = run_captured([tool, "-sW", str(elf)], timeout=SIZE_TIMEOUT_S)
+    except FileNotFoundError as exc:
+        raise BuildError(f"'{tool}' is not installed (needed to check where the constants lie)") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise BuildError(f"'{tool}' did not finish within {SIZE_TIMEOUT_S:.0f} s") from exc
+    if out.returncode != 0:
+        raise BuildError(f"'{tool} -s {elf.name}' failed: {out.stderr.strip()[:300]}")
+    found = []
+    for line in out.stdout.splitlines():
+        cols = line.split()
+        if len(cols) < 8 or cols[3] != "OBJECT" or not cols[1].isalnum():
+            continue
+        addr, size = int(cols[1], 16), int(cols[2], 0)
+        if addr < _AVR_DATA_SPACE and size > 0 and addr + size > LPM_WINDOW_BYTES:
+            found.append((cols[7], addr, size))
+    return found
+
+
 def linked_usage(elf: Path, board: BoardProfile | str) -> MemoryUse:
-    """Flash and static RAM of a linked ELF, read with the board's ``size`` tool."""
+    """Flash and static RAM of a linked ELF, read with the board's ``size`` tool.
+
+    On AVR parts with more than 64 KB of flash, raises :class:`BoardError` when a flash
+    constant lies past 0x10000 (LPM would read the wrong bytes).
+    """
     board = get_board(board)
     if board.family == "native":
         return MemoryUse(0, 0)
     flash, ram = classify(board.family, _size_sections(board.toolchain_prefix + "size", Path(elf)))
+    if _lpm_limit(board) is not None:
+        past = _objects_past_lpm(board.toolchain_prefix + "readelf", Path(elf))
+        if past:
+            end = max(a + s for _, a, s in past)
+            names = ", ".join(sorted(n for n, _, _ in past)[:3])
+            raise BoardError(lpm_refusal(board, end, "linked").replace(
+                "; try", f" ({names} end at 0x{end:x}); try", 1))
     return MemoryUse(flash, ram)
 
 
@@ -200,6 +269,8 @@ def estimate_project(project_dir: Path, board: BoardProfile | str | None = None)
              *_defines(board), *(f"-I{d}" for d in incs)]
     total_flash = RUNTIME_FLASH_ALLOWANCE[board.family]
     total_ram = RUNTIME_RAM_ALLOWANCE[board.family]
+    lpm_limit = _lpm_limit(board)
+    constants = AVR_VECTORS_ALLOWANCE
     parts["runtime"] = {"flash": total_flash, "ram": total_ram}
     with tempfile.TemporaryDirectory(prefix="ec-budget-") as tmp:
         for part, files in sources.items():
@@ -207,9 +278,8 @@ def estimate_project(project_dir: Path, board: BoardProfile | str | None = None)
             for i, c in enumerate(files):
                 obj = Path(tmp) / f"{part.replace('/', '_')}_{i}.o"
                 try:
-                    res = subprocess.run([cc, *flags, "-c", str(c), "-o", str(obj)],
-                                         capture_output=True, text=True,
-                                         timeout=COMPILE_TIMEOUT_S, check=False)
+                    res = run_captured([cc, *flags, "-c", str(c), "-o", str(obj)],
+                                       timeout=COMPILE_TIMEOUT_S)
                 except subprocess.TimeoutExpired as exc:
                     raise BuildError(f"compiling {c.name} for the estimate took longer than "
                                      f"{COMPILE_TIMEOUT_S:.0f} s") from exc
@@ -222,7 +292,9 @@ def estimate_project(project_dir: Path, board: BoardProfile | str | None = None)
                     first = next((ln for ln in res.stderr.splitlines() if "error" in ln),
                                  res.stderr.strip()[:300])
                     raise BuildError(f"{c.relative_to(project_dir)} does not compile: {first}")
-                f, r = classify(board.family, _size_sections(board.toolchain_prefix + "size", obj))
+                secs = _size_sections(board.toolchain_prefix + "size", obj)
+                f, r = classify(board.family, secs)
+                constants += sum(size for name, size in secs if _AVR_CONSTANTS.match(name))
                 pf += f
                 pr += r
             parts[part] = {"flash": pf, "ram": pr}
@@ -230,7 +302,8 @@ def estimate_project(project_dir: Path, board: BoardProfile | str | None = None)
             total_ram += pr
         stack_bound = _stack_bound(Path(tmp))
     return BudgetReport(board.id, "estimate", total_flash, board.flash_bytes, total_ram,
-                        board.ram_bytes, board.stack_reserve_bytes, parts, stack_bound)
+                        board.ram_bytes, board.stack_reserve_bytes, parts, stack_bound,
+                        constants if lpm_limit is not None else None, lpm_limit)
 
 
 def _stack_bound(obj_dir: Path) -> int | None:
@@ -278,6 +351,8 @@ def check_budget(report: BudgetReport, project_dir: Path | None = None) -> Budge
     """Raise :class:`BoardError` naming the overrun and what to change; return the report if ok."""
     if report.ok:
         return report
+    if report.flash_ok and report.ram_ok:
+        raise BoardError(lpm_refusal(get_board(report.board), report.lpm_constants or 0, report.stage))
     bits = _weight_bits(project_dir) if project_dir is not None else None
     what = []
     if not report.flash_ok:

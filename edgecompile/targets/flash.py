@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import BoardError, BuildError, LinkError
-from ..hosttools import cached, run_tool, simavr_program
+from ..hosttools import cached, run_tool, simavr_program, spawn, stop_group
 from .boards import get_board
 from .platformio import choose_offline, run_pio
 from .project import read_project_config
@@ -214,10 +214,10 @@ class SimulatedUno:
     def __enter__(self) -> SimulatedUno:
         cmd = [str(simavr_program("uno_optiboot_host")), "-l", self.port, "-d", str(self.dump_path),
                "-t", str(self.max_seconds), str(optiboot_hex())]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, text=True)
-        threading.Thread(target=self._reader, daemon=True).start()
+        self.proc = spawn(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          stdin=subprocess.DEVNULL, text=True, errors="replace")
         try:
+            threading.Thread(target=self._reader, daemon=True).start()
             self.wait_event("READY", SIM_START_TIMEOUT_S)
         except BaseException:
             self.close()
@@ -258,14 +258,12 @@ class SimulatedUno:
         return self.dump_path.read_bytes()
 
     def close(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
-        self._tmp.cleanup()
+        """Stop the simulator's process group and wait until it is gone; remove its files."""
+        try:
+            if self.proc is not None:
+                stop_group(self.proc, 5.0)
+        finally:
+            self._tmp.cleanup()
 
     def __exit__(self, *exc: object) -> None:
         self.close()

@@ -14,8 +14,10 @@ and every run has telemetry and the upgrade check switched off.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -25,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import BuildError
+from ..hosttools import spawn, stop_group
 
 #: Where the PlatformIO registry lives; probed (once, briefly) to decide online vs offline.
 REGISTRY_HOST = "api.registry.platformio.org"
@@ -131,26 +134,6 @@ def choose_offline(offline: bool | None) -> bool:
     return not registry_reachable()
 
 
-def _group_alive(pgid: int) -> bool:
-    """True while a process of group ``pgid`` is alive (zombies do not count)."""
-    for stat_path in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat_path.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
-            return True
-    return False
-
-
-def _wait_group_gone(pgid: int, limit: float = 5.0) -> None:
-    """After killing a process group: wait until its members (e.g. avrdude) have exited,
-    so that the serial port is free again when we return."""
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline and Path("/proc").is_dir() and _group_alive(pgid):
-        time.sleep(0.02)
-
-
 @dataclass
 class PioResult:
     returncode: int
@@ -168,42 +151,48 @@ def run_pio(
     """Run ``python -m platformio ARGS`` in ``project_dir`` with its own core dir.
 
     Output lines go to ``on_line`` as they come; the process is killed after ``timeout`` s
-    (raises :class:`BuildError`).
+    (raises :class:`BuildError`). PlatformIO runs in a process group of its own (with SCons,
+    the compilers and avrdude under it): on any exit from here but its own end (timeout,
+    error, KeyboardInterrupt) the whole group is stopped and waited for, so that nothing is
+    left running and the serial port is free again when this returns or raises.
     """
     project_dir = Path(project_dir).resolve()
     core = prepare_core_dir(core_dir_for(project_dir))
     cmd = [sys.executable, "-m", "platformio", *args]
     t0 = time.monotonic()
-    try:
-        proc = subprocess.Popen(
-            cmd, cwd=project_dir, env=pio_env(core), stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, errors="replace",
-            start_new_session=True,
-        )
-    except OSError as exc:
-        raise BuildError(f"cannot run PlatformIO: {exc}") from exc
+    env = pio_env(core)
     lines: list[str] = []
     timed_out = threading.Event()
+    done = False
 
     def _kill() -> None:
         timed_out.set()
-        try:
-            os.killpg(proc.pid, 9)
-        except (ProcessLookupError, PermissionError):
-            pass
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
 
     timer = threading.Timer(timeout, _kill)
-    timer.start()
+    timer.daemon = True
     try:
+        proc = spawn(cmd, cwd=project_dir, env=env, stdout=subprocess.PIPE,
+                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
+                     errors="replace")
+    except OSError as exc:
+        raise BuildError(f"cannot run PlatformIO: {exc}") from exc
+    try:
+        timer.start()
         assert proc.stdout is not None
         for line in proc.stdout:
             lines.append(line)
             if on_line is not None:
                 on_line(line.rstrip("\n"))
         proc.wait()
+        done = True
     finally:
         timer.cancel()
+        # Also after a normal end: a member the run left behind must not outlive it.
+        stop_group(proc, grace=0 if timed_out.is_set() or done else 1.0)
+        with contextlib.suppress(OSError, ValueError):
+            proc.stdout.close()
     if timed_out.is_set():
-        _wait_group_gone(proc.pid)
         raise BuildError(f"'pio {' '.join(args)}' took longer than {timeout:.0f} s and was stopped")
     return PioResult(proc.returncode, "".join(lines), time.monotonic() - t0)

@@ -15,6 +15,11 @@
 #define ECH_READ_CHAR(p) (*(p))
 #endif
 
+/* A binding that does not name its quantized model reports 32 zero bytes: "not reported". */
+#ifndef ECM_QMODEL_SHA256
+#define ECM_QMODEL_SHA256 "0000000000000000000000000000000000000000000000000000000000000000"
+#endif
+
 #ifndef ECH_MAX_STEPS_PER_FRAME
 #define ECH_MAX_STEPS_PER_FRAME 4
 #endif
@@ -155,11 +160,21 @@ static void ech_model_reset(void)
     state_t = 0u;
 }
 
+/* 64 hex digits (in flash on AVR) -> 32 raw bytes at out. */
+static void put_sha256(uint8_t *out, const char *hex)
+{
+    uint8_t i;
+    for (i = 0; i < 32u; ++i) {
+        out[i] = (uint8_t)((uint8_t)(hex_nibble(ECH_READ_CHAR(hex + 2 * i)) << 4) |
+                           hex_nibble(ECH_READ_CHAR(hex + 2 * i + 1)));
+    }
+}
+
 static void cmd_info(void)
 {
     uint8_t *b = buf + ECH_HEADER_LEN;
     static const char sha[65] ECH_FLASH = ECM_MODEL_SHA256; /* flash, not SRAM, on AVR */
-    uint8_t i;
+    static const char qsha[65] ECH_FLASH = ECM_QMODEL_SHA256;
     if (buf[2] == 0u) {
         reply(ECH_BAD_ARG, 0u);
         return;
@@ -179,11 +194,9 @@ static void cmd_info(void)
     b[16] = (uint8_t)ECM_WEIGHT_BITS;
     b[17] = ech_cycles_source();
     put_u32(b + 18, ech_cycles_hz());
-    for (i = 0; i < 32u; ++i) {
-        b[22 + i] = (uint8_t)((uint8_t)(hex_nibble(ECH_READ_CHAR(sha + 2 * i)) << 4) |
-                                hex_nibble(ECH_READ_CHAR(sha + 2 * i + 1)));
-    }
+    put_sha256(b + 22, sha);
     put_u16(b + 54, (uint16_t)ECH_MAX_STEPS_PER_FRAME);
+    put_sha256(b + 56, qsha);
     reply(ECH_OK, ECH_INFO_BODY_LEN);
 }
 

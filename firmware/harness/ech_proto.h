@@ -8,9 +8,9 @@
 
 #include <stdint.h>
 
-#define ECH_PROTO_VERSION 1u
+#define ECH_PROTO_VERSION 2u
 #define ECH_FW_VERSION_MAJOR 0u
-#define ECH_FW_VERSION_MINOR 1u
+#define ECH_FW_VERSION_MINOR 2u
 #define ECH_FW_VERSION_PATCH 0u
 
 /* Commands (request cmd byte; a reply carries cmd | ECH_REPLY_BIT). */
@@ -35,7 +35,7 @@
 #define ECH_HEADER_LEN 3u
 #define ECH_CRC_LEN 2u
 #define ECH_STEP_REQ_FIXED 4u /* flags, n, t0 (u16) */
-#define ECH_INFO_BODY_LEN 56u
+#define ECH_INFO_BODY_LEN 88u
 
 /* Status codes, from the shared table. */
 #define ECH_STATUS(code, name, text) ECH_##name = code,
