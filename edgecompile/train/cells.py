@@ -66,10 +66,12 @@ def loss_and_grads(
     y: np.ndarray | None,
     gate_nl: str = "sigmoid",
     update_nl: str = "tanh",
+    input_grad: bool = False,
 ) -> tuple[float, np.ndarray, dict[str, np.ndarray] | None]:
     """Mean cross-entropy, logits ``[N, C]`` and the gradient of every parameter.
 
-    With ``y=None`` only the forward pass runs (loss ``nan``, gradients ``None``).
+    With ``y=None`` only the forward pass runs (loss ``nan``, gradients ``None``). With
+    ``input_grad`` the gradients also hold ``"Xn"``: the loss's gradient w.r.t. ``Xn [N, T, D]``.
     """
     grnn = cell_of(params) == "FastGRNN"
     n, steps, _ = Xn.shape
@@ -166,4 +168,24 @@ def loss_and_grads(
         else:
             g[name + "1"] = dM @ params[name + "2"].T
             g[name + "2"] = params[name + "1"].T @ dM
+    if input_grad:
+        g["Xn"] = dpre_all @ W.T
     return loss, out, g
+
+
+def input_gradient(
+    params: dict[str, np.ndarray],
+    Xn: np.ndarray,
+    y: np.ndarray,
+    gate_nl: str = "sigmoid",
+    update_nl: str = "tanh",
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """Mean cross-entropy, logits ``[N, C]`` and the loss's gradient w.r.t. the normalised
+    inputs ``Xn [N, T, D]`` (what gradient attacks on the input follow)."""
+    loss, out, g = loss_and_grads(params, Xn, y, gate_nl, update_nl, input_grad=True)
+    return loss, out, g["Xn"]
+
+
+def nonlinearity_and_derivative(name: str, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A nonlinearity's value and derivative at ``x`` (the formulas the gradients use)."""
+    return _nl(name, x)

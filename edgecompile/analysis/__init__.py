@@ -1,0 +1,15 @@
+"""Robustness analysis of a model before deployment: spectra and pseudospectra of the recurrent
+matrix (float and quantized), cell Jacobians, accuracy under bounded input perturbation and
+hidden-state growth (docs/robustness.md).
+
+``robustness_report(model, X, y, bits, calib)`` returns a :class:`RobustnessReport`
+(``.to_json()``: the JSON keys); :func:`write_report_page` writes its HTML page and plots.
+"""
+
+from .perturbation import DEFAULT_EPS, PerturbationRow, parse_eps
+from .report_html import check_out_dir, write_report_page
+from .robustness import RobustnessReport, render_report, robustness_report
+from .spectra import MatrixStats, matrix_stats
+
+__all__ = ["DEFAULT_EPS", "MatrixStats", "PerturbationRow", "RobustnessReport", "check_out_dir", "matrix_stats",
+           "parse_eps", "render_report", "robustness_report", "write_report_page"]
