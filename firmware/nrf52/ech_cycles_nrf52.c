@@ -1,0 +1,11 @@
+/* Cycle counter of the nRF52 family: DWT CYCCNT (Cortex-M4F), CPU cycles at 64 MHz.
+ * Where CYCCNT does not count the shared code falls back to SysTick on the
+ * CPU clock, reported as such in the handshake. */
+#include "ech_hal_config.h"
+#include "ech_cycles_cortexm.h"
+#include "ech_mmio.h"
+
+void ech_cycles_start(void)
+{
+    ech_cycles_init_cortexm();
+}
