@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecompile.checkpoint import load_checkpoint
-from edgecompile.quant import quantize
+from edgecompile.frontend.checkpoint import load_checkpoint
+from edgecompile.quant.quantizer import quantize
 from edgecompile.reference import forward
-from edgecompile.sim import predict_quantized
+from edgecompile.sim.simulator import predict_quantized
 from edgecompile.train.data import load_training_data
 from edgecompile.train.trainer import TrainConfig, train
 

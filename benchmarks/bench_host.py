@@ -25,9 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_kernels import cell_data, cell_model  # noqa: E402
 
 from edgecompile.codegen import render_library  # noqa: E402
-from edgecompile.codegen.export import export_project  # noqa: E402
-from edgecompile.quant import quantize  # noqa: E402
-from edgecompile.sim import quantize_inputs, simulate  # noqa: E402
+from edgecompile.pipeline.export import export_project  # noqa: E402
+from edgecompile.quant.quantizer import quantize  # noqa: E402
+from edgecompile.sim.simulator import quantize_inputs, simulate  # noqa: E402
 from edgecompile.targets.build import build_project  # noqa: E402
 
 DRIVER = r"""
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append((f"{label}, same sequences (one at a time)", f"{secs:.3f} s",
                          f"simulator / native = {sim_s / secs:.2f}x"))
         model = Path(tmp) / "model.npz"
-        from edgecompile.checkpoint import save_checkpoint
+        from edgecompile.frontend.checkpoint import save_checkpoint
 
         save_checkpoint(fm, model)
         t0 = time.perf_counter()

@@ -28,13 +28,13 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecompile.checkpoint import model_from_arrays
-from edgecompile.codegen.export import export_project
-from edgecompile.model import FloatModel
-from edgecompile.quant import quantize
+from edgecompile.frontend.checkpoint import model_from_arrays
+from edgecompile.ir.model import FloatModel
+from edgecompile.pipeline.export import export_project
+from edgecompile.pipeline.verify import verify_project
+from edgecompile.quant.quantizer import quantize
 from edgecompile.targets.boards import get_board
 from edgecompile.targets.build import build_project
-from edgecompile.verify import verify_project
 
 #: The three cells of issue 7: (D, H, wRank, uRank, T, C).
 CELLS = {

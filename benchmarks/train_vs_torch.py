@@ -26,10 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
+from edgecompile.frontend.tsfile import read_ts
 from edgecompile.reference import forward
 from edgecompile.train import TrainConfig, load_training_data, train
 from edgecompile.train.trainer import channel_stats, stratified_split
-from edgecompile.tsfile import read_ts
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parent / "examples" / "japanese_vowels"

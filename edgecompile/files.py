@@ -20,7 +20,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from .errors import EdgecompileError, one_line
+from edgecompile.errors import EdgecompileError, one_line
 
 #: Kinds of non-regular files, named in "not a regular file (...)" errors.
 _FILE_KINDS = ((stat.S_ISDIR, "directory"), (stat.S_ISFIFO, "FIFO"),

@@ -29,8 +29,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import BuildError
-from .resources import resource_dir
+from edgecompile.errors import BuildError
+from edgecompile.resources import resource_dir
 
 #: Compiling a host program or the bootloader.
 TOOL_COMPILE_TIMEOUT_S = 120.0

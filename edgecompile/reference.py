@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .data import check_fits
-from .errors import DataError
-from .model import FloatModel
+from edgecompile.errors import DataError
+from edgecompile.frontend.data import check_fits
+from edgecompile.ir.model import FloatModel
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgecompile.checkpoint import model_from_arrays
-from edgecompile.model import FloatModel
+from edgecompile.frontend.checkpoint import model_from_arrays
+from edgecompile.ir.model import FloatModel
 
 
 def make_arrays(

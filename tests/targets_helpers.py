@@ -38,7 +38,7 @@ def export_real(root: Path, board: str, *, name: str = "kws", bits: int = 8, cal
                 **shape) -> Path:
     """A real ``edgecompile export`` (quantizer + generated library + harness) of a random
     model with ``shape`` (tests.models.make_model keywords), calibrated on random inputs."""
-    from edgecompile.codegen import export_project
+    from edgecompile.pipeline.export import export_project
 
     from .models import make_inputs, make_model
 

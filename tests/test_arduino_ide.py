@@ -30,8 +30,8 @@ from edgecompile.codegen.arduino import (
     sketch_name,
 )
 from edgecompile.errors import CodegenError
-from edgecompile.qmodel import load_qmodel
-from edgecompile.sim import quantize_inputs
+from edgecompile.ir.qmodel import load_qmodel
+from edgecompile.sim.simulator import quantize_inputs
 from tests.models import make_arrays
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,8 +77,8 @@ def code_only(text: str) -> str:
 
 
 def small_qmodel(tmp: Path, cell: str = "FastRNN", bits: int = 16, norm: str | None = "D", T: int | None = None):
-    from edgecompile.checkpoint import load_checkpoint
-    from edgecompile.quant import quantize
+    from edgecompile.frontend.checkpoint import load_checkpoint
+    from edgecompile.quant.quantizer import quantize
 
     path = save_npz(tmp / f"{cell}_{bits}.npz", make_arrays(cell, D=5, H=7, C=3, T=T, norm=norm, seed=bits))
     with warnings.catch_warnings():
@@ -213,7 +213,7 @@ def serial_output(elf: Path, last: str, timeout_s: float = 30.0) -> str:
     """What the firmware writes to UART0 under simavr, up to the line starting with ``last``.
 
     The pty is read without pyserial (opening it with pyserial flushes what was already sent)."""
-    from edgecompile.link.emulators import run_simavr
+    from edgecompile.emulators.process import run_simavr
 
     with run_simavr(elf) as emu:
         fd = os.open(emu.url, os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK)

@@ -4,7 +4,7 @@ Host builds that emulate the AVR arithmetic (``-DEC_KERNEL_EMULATE_AVR``) run wi
 ``int`` and cannot see an expression that overflows ``int`` on AVR. Here every nonlinearity
 pair, both weight widths and the kernel variants are compiled with avr-gcc into one firmware
 image per kernel (tests/c/avr_matrix.c), run once in simavr, and compared with
-``edgecompile.sim.simulate`` on inputs that saturate the pre-activations, so that the gates
+``edgecompile.sim.simulator.simulate`` on inputs that saturate the pre-activations, so that the gates
 reach z = -16384 / +16384 and every nonlinearity clips.
 """
 
@@ -21,10 +21,10 @@ import numpy as np
 import pytest
 
 from edgecompile.codegen import render_library
-from edgecompile.fixedpoint import sat16
-from edgecompile.qmodel import QuantizedModel
-from edgecompile.quant import quantize
-from edgecompile.sim import _mat, simulate
+from edgecompile.ir.fixedpoint import sat16
+from edgecompile.ir.qmodel import QuantizedModel
+from edgecompile.quant.quantizer import quantize
+from edgecompile.sim.simulator import _mat, simulate
 
 from .cbuild import write_tree
 from .models import make_inputs, make_model
@@ -131,7 +131,7 @@ def build_image(out: Path, models: list[tuple[str, QuantizedModel]], inputs: dic
 
 def run_image(elf: Path, mcu: str = "atmega2560") -> dict[tuple[str, int], list[int]]:
     """Run the image in simavr: {(model, sequence): [hash, logit 0, ...]} (logits as uint32)."""
-    from edgecompile.link.emulators import run_simavr
+    from edgecompile.emulators.process import run_simavr
 
     lines: list[str] = []
     with run_simavr(elf, mcu) as emu:

@@ -8,7 +8,7 @@ import subprocess
 import pytest
 from click.testing import CliRunner
 
-from edgecompile.cli import main
+from edgecompile.cli.main import main
 from edgecompile.errors import BoardError
 from edgecompile.resources import resource_dir
 from edgecompile.targets.boards import get_board, list_boards, profile_from_dict

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgecompile.checkpoint import load_checkpoint, model_from_arrays, save_checkpoint
 from edgecompile.errors import CheckpointError, EdgecompileError
+from edgecompile.frontend.checkpoint import load_checkpoint, model_from_arrays, save_checkpoint
 from tests.models import make_arrays
 
 D, H, C, T = 5, 7, 3, 4

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from edgecompile.checkpoint import model_from_arrays
-from edgecompile.cli import main
+from edgecompile.cli.main import main
+from edgecompile.frontend.checkpoint import model_from_arrays
 from edgecompile.reference import forward
 from tests.models import make_arrays
 

@@ -1,6 +1,6 @@
 """C generation (issue 4): the generated library equals the simulator bit for bit.
 
-Expected values always come from ``edgecompile.sim`` (the NumPy rendering of the spec); the C
+Expected values always come from ``edgecompile.sim.simulator`` (the NumPy rendering of the spec); the C
 is compiled with the host gcc plus ``tests/c/ec_driver.c`` (through ``edgecompile_model.h``).
 """
 
@@ -16,12 +16,12 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, reject, settings
 from hypothesis import strategies as st
 
-from edgecompile.checkpoint import load_checkpoint
 from edgecompile.codegen import c_ident, render_library
 from edgecompile.errors import CodegenError, QuantError
-from edgecompile.qmodel import QFactor, QMatrix, QuantizedModel, check_bounds
-from edgecompile.quant import quantize
-from edgecompile.sim import quantize_inputs, simulate
+from edgecompile.frontend.checkpoint import load_checkpoint
+from edgecompile.ir.qmodel import QFactor, QMatrix, QuantizedModel, check_bounds
+from edgecompile.quant.quantizer import quantize
+from edgecompile.sim.simulator import quantize_inputs, simulate
 
 from .cbuild import PLAIN, SANITIZE, STRICT, build_driver, run_driver, write_tree
 from .models import make_inputs, make_model

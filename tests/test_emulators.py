@@ -13,16 +13,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgecompile.errors import CheckFailed
-from edgecompile.link.client import Client
-from edgecompile.link.emulators import (
+from edgecompile.emulators.process import (
     QEMU_INSTRUCTIONS_PER_SYSTICK,
     emulate,
     run_native,
     run_qemu,
     run_simavr,
 )
-from edgecompile.verify import run_parity
+from edgecompile.errors import CheckFailed
+from edgecompile.link.client import Client
+from edgecompile.pipeline.verify import run_parity
 
 from . import harness_build as hb
 from . import standin
@@ -52,7 +52,7 @@ def start(board: str, out: Path, model_dir: Path = hb.STANDIN):
 def libraries(tmp_path_factory):
     """Generated C libraries (the real quantizer + codegen) for every model and width."""
     from edgecompile.codegen.render import render_library
-    from edgecompile.quant import quantize
+    from edgecompile.quant.quantizer import quantize
 
     root = tmp_path_factory.mktemp("libs")
     libs = {}

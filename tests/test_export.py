@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from edgecompile.checkpoint import load_checkpoint, save_checkpoint
-from edgecompile.cli import main
-from edgecompile.codegen import export, export_project
-from edgecompile.codegen.export import MANIFEST
+from edgecompile.cli.main import main
 from edgecompile.errors import BoardError, CodegenError
-from edgecompile.qmodel import load_qmodel
-from edgecompile.sim import simulate
+from edgecompile.frontend.checkpoint import load_checkpoint, save_checkpoint
+from edgecompile.ir.qmodel import load_qmodel
+from edgecompile.pipeline import export
+from edgecompile.pipeline.export import MANIFEST, export_project
+from edgecompile.sim.simulator import simulate
 
 from .cbuild import PLAIN, build_driver, run_driver
 from .models import make_inputs, make_model

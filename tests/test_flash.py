@@ -10,7 +10,7 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from edgecompile.cli import main
+from edgecompile.cli.main import main
 from edgecompile.errors import BoardError, BuildError, LinkError
 from edgecompile.targets.flash import SimulatedUno, check_port, flash_project, hex_to_bin
 

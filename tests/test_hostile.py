@@ -313,10 +313,10 @@ def test_signals_end_the_command_cleanly(tmp_path: Path, signum: int, code: int,
 
 def test_unexpected_exception_is_an_internal_error(tmp_path: Path) -> None:
     """A bug (here: a loader that raises what no code expects) is exit 3 and one line."""
-    script = ("import sys, edgecompile.checkpoint as c\n"
+    script = ("import sys, edgecompile.frontend.checkpoint as c\n"
               "def broken(path): raise RuntimeError('broken\\nloader')\n"
               "c.load_checkpoint = broken\n"
-              "from edgecompile.cli import main\n"
+              "from edgecompile.cli.main import main\n"
               "sys.argv[0] = 'edgecompile'\n"
               "main()\n")
     base = [sys.executable, "-c", script]

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edgecompile.ir.qmodel import load_qmodel
 from edgecompile.link import protocol as pr
 from edgecompile.link.framing import encode_frame
-from edgecompile.qmodel import load_qmodel
 
 from .test_link import PtyDevice, flipped_reply, info_body
 

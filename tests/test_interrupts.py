@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgecompile.checkpoint import model_from_arrays
+from edgecompile.frontend.checkpoint import model_from_arrays
 from edgecompile.hosttools import group_alive, spawn, stop_group
 from edgecompile.targets.flash import SimulatedUno, port_holders
 

@@ -22,7 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edgecompile.codegen import render_library
-from edgecompile.sim import simulate
+from edgecompile.sim.simulator import simulate
 
 from .cbuild import PLAIN, SANITIZE, build_driver, run_driver
 from .models import make_inputs, make_model
@@ -109,7 +109,7 @@ SHAPES = {"lr": dict(D=9, H=20, C=4, wrank=4, urank=5), "full": dict(D=9, H=20, 
 def _usps_cell():
     """Benchmark cell (a) (benchmarks/bench_kernels.py) and its calibration data: W2 and U2 share
     rank 5 and the rescaling shift 7, so the AVR row routine applies the shift itself."""
-    from edgecompile.checkpoint import model_from_arrays
+    from edgecompile.frontend.checkpoint import model_from_arrays
 
     rng = np.random.default_rng(0)
 
@@ -130,9 +130,9 @@ def _usps_cell():
 @pytest.mark.parametrize("board,bits,shape,define", EMULATED,
                          ids=[f"{b}-int{n}-{sh}-{d or 'default'}" for b, n, sh, d in EMULATED])
 def test_kernels_on_emulators(tmp_path, monkeypatch, board, bits, shape, define):
-    from edgecompile.codegen.export import export_project
-    from edgecompile.quant import quantize
-    from edgecompile.verify import verify_project
+    from edgecompile.pipeline.export import export_project
+    from edgecompile.pipeline.verify import verify_project
+    from edgecompile.quant.quantizer import quantize
 
     tool = {"uno": "simavr", "mps2-an386": "qemu-system-arm", "mps2-an500": "qemu-system-arm"}[board]
     if shutil.which(tool) is None and tool != "simavr":

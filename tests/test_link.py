@@ -19,10 +19,10 @@ from cobs import cobs
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from edgecompile.emulators.process import run_native
 from edgecompile.errors import LinkError, LinkTimeout
 from edgecompile.link import protocol as pr
 from edgecompile.link.client import Client, LineSeen, diagnose, open_port
-from edgecompile.link.emulators import run_native
 from edgecompile.link.framing import BadFrame, FrameReader, crc16, encode_frame
 from edgecompile.link.timeouts import Timeouts
 

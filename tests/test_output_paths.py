@@ -23,10 +23,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edgecompile.checkpoint import save_checkpoint
-from edgecompile.codegen import export, export_project, project_tree, write_project
 from edgecompile.errors import CodegenError
-from edgecompile.quant import quantize
+from edgecompile.frontend.checkpoint import save_checkpoint
+from edgecompile.pipeline import export
+from edgecompile.pipeline.export import export_project, project_tree, write_project
+from edgecompile.quant.quantizer import quantize
 
 from .models import make_inputs, make_model
 

@@ -12,11 +12,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edgecompile.errors import QuantError
-from edgecompile.nonlinear import SIG, apply, measure_errors
-from edgecompile.qmodel import load_qmodel, qmodel_from_json, qmodel_to_json, save_qmodel
-from edgecompile.quant import CalibrationWarning, quantize
+from edgecompile.ir.qmodel import load_qmodel, qmodel_from_json, qmodel_to_json, save_qmodel
+from edgecompile.quant.quantizer import CalibrationWarning, quantize
 from edgecompile.reference import forward
-from edgecompile.sim import predict_quantized, quantize_inputs, simulate
+from edgecompile.sim.nonlinear import SIG, apply, measure_errors
+from edgecompile.sim.simulator import predict_quantized, quantize_inputs, simulate
 
 from .models import make_inputs, make_model
 
@@ -170,7 +170,7 @@ def test_every_bound_is_proved_even_for_huge_weights():
     big = model.W.factors[0] * 500.0
     import dataclasses
 
-    from edgecompile.model import Matrix
+    from edgecompile.ir.model import Matrix
     model = dataclasses.replace(model, W=Matrix((big,)))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CalibrationWarning)

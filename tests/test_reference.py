@@ -13,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edgecompile.checkpoint import model_from_arrays
 from edgecompile.errors import DataError
+from edgecompile.frontend.checkpoint import model_from_arrays
 from edgecompile.reference import forward
 from tests.models import make_arrays
 

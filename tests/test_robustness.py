@@ -18,7 +18,7 @@ from edgecompile.analysis.perturbation import perturbation_sweep
 from edgecompile.analysis.robustness import dequantize_matrix
 from edgecompile.analysis.spectra import eig_decomposition, kreiss_lower_bound, power_norms, pseudospectrum, sigma_min
 from edgecompile.errors import DataError
-from edgecompile.quant import quantize
+from edgecompile.quant.quantizer import quantize
 from edgecompile.reference import forward, normalise, sigmoid
 from edgecompile.train.cells import input_gradient, loss_and_grads
 from tests.models import make_inputs, make_model
@@ -270,7 +270,7 @@ def test_worst_never_above_random_and_eps_zero_is_clean(seed: int, eps: list[flo
     assert [r.eps for r in rows] == [e for e in eps_list for _ in range(2)]
     assert [r.kind for r in rows] == ["random", "worst"] * len(eps_list)
     clean_f = float((forward(model, X).argmax(1) == y).mean())
-    from edgecompile.sim import predict_quantized
+    from edgecompile.sim.simulator import predict_quantized
 
     clean_q = float((predict_quantized(qm, X).argmax(1) == y).mean())
     for r in rows[:2]:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgecompile.checkpoint import load_checkpoint
+from edgecompile.frontend.checkpoint import load_checkpoint
 from edgecompile.reference import forward
 
 ROOT = Path(__file__).resolve().parents[1]

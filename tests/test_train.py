@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgecompile.checkpoint import load_checkpoint
 from edgecompile.errors import DataError
+from edgecompile.frontend.checkpoint import load_checkpoint
 from edgecompile.reference import forward
 from edgecompile.train import TrainConfig, train
 from edgecompile.train.cells import loss_and_grads

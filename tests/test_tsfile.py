@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from edgecompile.errors import DataError
-from edgecompile.tsfile import pad_series, read_ts
+from edgecompile.frontend.tsfile import pad_series, read_ts
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "japanese_vowels"
 EDGECOMPILE = Path(sys.executable).parent / "edgecompile"

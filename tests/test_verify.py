@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from edgecompile.cli import main
-from edgecompile.verify import JSON_KEYS
+from edgecompile.cli.main import main
+from edgecompile.pipeline.verify import JSON_KEYS
 
 from .models import make_inputs, make_model
 
@@ -23,8 +23,8 @@ pytestmark = pytest.mark.slow
 def make_project(root, board: str, bits: int = 8):
     """``edgecompile export`` of a small model, plus a copy of the float checkpoint (export does
     not keep it; verify uses it for accuracy_float when the manifest names it or it lies in DIR)."""
-    from edgecompile.checkpoint import save_checkpoint
-    from edgecompile.codegen import export_project
+    from edgecompile.frontend.checkpoint import save_checkpoint
+    from edgecompile.pipeline.export import export_project
     from edgecompile.reference import forward
 
     fm = make_model(D=6, H=8, C=4)

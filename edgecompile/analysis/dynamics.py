@@ -20,11 +20,11 @@ import dataclasses
 
 import numpy as np
 
-from ..model import FloatModel
-from ..qmodel import QuantizedModel
-from ..reference import forward, sigmoid
-from ..sim import quantize_inputs, simulate
-from ..train.cells import nonlinearity_and_derivative
+from edgecompile.ir.model import FloatModel
+from edgecompile.ir.qmodel import QuantizedModel
+from edgecompile.reference import forward, sigmoid
+from edgecompile.sim.simulator import quantize_inputs, simulate
+from edgecompile.train.cells import nonlinearity_and_derivative
 
 
 def model_params(model: FloatModel) -> dict[str, np.ndarray]:

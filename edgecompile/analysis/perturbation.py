@@ -18,13 +18,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import DataError
-from ..model import FloatModel
-from ..qmodel import QuantizedModel
-from ..reference import forward, normalise
-from ..sim import quantize_inputs, simulate
-from ..train.cells import input_gradient
-from .dynamics import model_params
+from edgecompile.analysis.dynamics import model_params
+from edgecompile.errors import DataError
+from edgecompile.ir.model import FloatModel
+from edgecompile.ir.qmodel import QuantizedModel
+from edgecompile.reference import forward, normalise
+from edgecompile.sim.simulator import quantize_inputs, simulate
+from edgecompile.train.cells import input_gradient
 
 DEFAULT_EPS: tuple[float, ...] = (0.0, 0.01, 0.03, 0.1, 0.3)
 GRADIENT_BATCH = 256  # sequences per gradient evaluation (small products run fastest)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import EdgecompileError
-from .robustness import RobustnessReport
+from edgecompile.analysis.robustness import RobustnessReport
+from edgecompile.errors import EdgecompileError
 
 PLOTS: tuple[tuple[str, str], ...] = (
     ("pseudospectra.png", "Pseudospectra of U with the eigenvalues of U and U_q"),

@@ -9,13 +9,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..evaluate import quantize_for_cli
-from ..model import FloatModel
-from ..qmodel import QMatrix, QuantizedModel
-from ..reference import normalise
-from . import dynamics, spectra
-from .blas import blas_threads
-from .perturbation import DEFAULT_EPS, PerturbationRow, perturbation_sweep
+from edgecompile.analysis import dynamics, spectra
+from edgecompile.analysis.blas import blas_threads
+from edgecompile.analysis.perturbation import DEFAULT_EPS, PerturbationRow, perturbation_sweep
+from edgecompile.ir.model import FloatModel
+from edgecompile.ir.qmodel import QMatrix, QuantizedModel
+from edgecompile.pipeline.evaluate import quantize_for_cli
+from edgecompile.reference import normalise
 
 JACOBIAN_POINTS = 2000  # per-step Jacobians sampled from the calibration states
 HORIZON_SEQUENCES = 128  # trajectories followed over the long horizon

@@ -1,12 +1,10 @@
-"""C code generation: QuantizedModel -> C library (templates/) -> PlatformIO project.
+"""C code generation: a QuantizedModel becomes the files of its C library, ``{path: bytes}``.
 
-All C text lives in ``templates/``; this package builds the template context, validates names
-and writes projects atomically.
+All C text lives in ``templates/``; this package only builds the template context and checks
+the C names. Writing projects to disk is the pipeline's job (:mod:`edgecompile.pipeline.export`).
 """
 
-from .export import ExportResult, export_project, project_tree, write_project
-from .names import c_ident, default_name
-from .render import render_library
+from edgecompile.codegen.names import c_ident, default_name
+from edgecompile.codegen.render import render_library
 
-__all__ = ["ExportResult", "c_ident", "default_name", "export_project", "project_tree", "render_library",
-           "write_project"]
+__all__ = ["c_ident", "default_name", "render_library"]

@@ -17,11 +17,11 @@ from pathlib import PurePosixPath
 
 import numpy as np
 
-from ..errors import CodegenError
-from ..qmodel import QuantizedModel
-from .context import build_context
-from .names import c_ident
-from .render import environment
+from edgecompile.codegen.context import build_context
+from edgecompile.codegen.names import c_ident
+from edgecompile.codegen.render import environment
+from edgecompile.errors import CodegenError
+from edgecompile.ir.qmodel import QuantizedModel
 
 SKETCH_TEMPLATE = "library/examples/sketch.ino.j2"
 #: Steps of the all-zero sequence when no data is given and the model fixes no length.
@@ -43,7 +43,7 @@ def example_sequence(qm: QuantizedModel, X: np.ndarray | None = None) -> tuple[n
 
     ``X``: raw inputs ``[T, D]`` or ``[N, T, D]`` (the first sequence is used); None: raw zeros
     for the model's T steps (or :data:`DEFAULT_STEPS`)."""
-    from ..sim import quantize_inputs
+    from edgecompile.sim.simulator import quantize_inputs
 
     if X is None:
         steps = qm.seq_len or DEFAULT_STEPS

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import __version__
-from ..errors import CodegenError
-from ..fixedpoint import INT16_MAX, INT16_MIN, INT32_LIMIT
-from ..nonlinear import SIG
-from ..qmodel import QFactor, QMatrix, QuantizedModel
-from .names import c_ident
+from edgecompile import __version__
+from edgecompile.codegen.names import c_ident
+from edgecompile.errors import CodegenError
+from edgecompile.ir.fixedpoint import INT16_MAX, INT16_MIN, INT32_LIMIT
+from edgecompile.ir.qmodel import QFactor, QMatrix, QuantizedModel
+from edgecompile.sim.nonlinear import SIG
 
 #: Bumped when the generated API changes incompatibly (checked by ``edgecompile_model.h`` users).
 ABI_VERSION = 1

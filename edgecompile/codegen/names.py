@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from ..errors import CodegenError
+from edgecompile.errors import CodegenError
 
 #: A library name: starts with a letter, then letters, digits and underscores. Length is
 #: limited so that every generated identifier (``<name>_step_float``, ...) stays within the

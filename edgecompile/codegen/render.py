@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import jinja2
 
-from ..qmodel import QuantizedModel
-from ..resources import resource_dir
-from .context import build_context
+from edgecompile.codegen.context import build_context
+from edgecompile.ir.qmodel import QuantizedModel
+from edgecompile.resources import resource_dir
 
 #: Library files: (template under templates/, output path under lib/<name>/ with {name}).
 LIBRARY_FILES = (

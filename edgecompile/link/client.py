@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import LinkError, LinkTimeout
-from . import status as st
-from .framing import BadFrame, FrameReader, encode_frame
-from .protocol import (
+from edgecompile.errors import LinkError, LinkTimeout
+from edgecompile.link import status as st
+from edgecompile.link.framing import BadFrame, FrameReader, encode_frame
+from edgecompile.link.protocol import (
     CMD_ECHO,
     CMD_ERROR,
     CMD_INFO,
@@ -34,7 +34,7 @@ from .protocol import (
     DeviceInfo,
     step_request,
 )
-from .timeouts import Timeouts, from_env
+from edgecompile.link.timeouts import Timeouts, from_env
 
 
 class DeviceError(LinkError):

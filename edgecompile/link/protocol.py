@@ -9,7 +9,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from ..errors import LinkError
+from edgecompile.errors import LinkError
 
 PROTO_VERSION = 2
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from ..resources import resource_dir
+from edgecompile.resources import resource_dir
 
 _LINE = re.compile(r'^ECH_STATUS\((\d+),\s*([A-Z_]+),\s*"([^"]*)"\)\s*$', re.M)
 

@@ -12,7 +12,7 @@ import math
 import os
 from dataclasses import dataclass, fields
 
-from ..errors import ConfigError
+from edgecompile.errors import ConfigError
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
-from ..errors import BoardError
-from ..resources import resource_dir
+from edgecompile.errors import BoardError
+from edgecompile.resources import resource_dir
 
 Family = Literal["avr", "cortex-m", "native"]
 _FAMILIES = ("avr", "cortex-m", "native")

@@ -25,10 +25,10 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..errors import BoardError, BuildError
-from ..hosttools import run_captured
-from .boards import BoardProfile, get_board
-from .project import PLATFORM_SUBDIR, _defines
+from edgecompile.errors import BoardError, BuildError
+from edgecompile.hosttools import run_captured
+from edgecompile.targets.boards import BoardProfile, get_board
+from edgecompile.targets.project import PLATFORM_SUBDIR, _defines
 
 COMPILE_TIMEOUT_S = 60.0
 SIZE_TIMEOUT_S = 20.0
@@ -252,7 +252,7 @@ def _project_sources(project_dir: Path) -> tuple[dict[str, list[Path]], list[Pat
 
 def estimate_project(project_dir: Path, board: BoardProfile | str | None = None) -> BudgetReport:
     """Estimate flash and RAM of a project before building it (see the module docstring)."""
-    from .project import read_project_config
+    from edgecompile.targets.project import read_project_config
 
     project_dir = Path(project_dir)
     if board is None:

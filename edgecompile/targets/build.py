@@ -8,11 +8,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import BoardError, BuildError
-from .boards import BoardProfile, get_board
-from .budget import BudgetReport, check_budget, estimate_project, linked_usage
-from .platformio import PIO_TIMEOUT_S, choose_offline, run_pio
-from .project import read_project_config
+from edgecompile.errors import BoardError, BuildError
+from edgecompile.targets.boards import BoardProfile, get_board
+from edgecompile.targets.budget import BudgetReport, check_budget, estimate_project, linked_usage
+from edgecompile.targets.platformio import PIO_TIMEOUT_S, choose_offline, run_pio
+from edgecompile.targets.project import read_project_config
 
 #: Lines of PlatformIO's output shown as progress.
 _PROGRESS = re.compile(r"^(Compiling|Linking|Archiving|Building|Checking size|Installing|Downloading)\b")

@@ -24,11 +24,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import BoardError, BuildError, LinkError
-from ..hosttools import cached, run_tool, simavr_program, spawn, stop_group
-from .boards import get_board
-from .platformio import choose_offline, run_pio
-from .project import read_project_config
+from edgecompile.errors import BoardError, BuildError, LinkError
+from edgecompile.hosttools import cached, run_tool, simavr_program, spawn, stop_group
+from edgecompile.targets.boards import get_board
+from edgecompile.targets.platformio import choose_offline, run_pio
+from edgecompile.targets.project import read_project_config
 
 #: Upper bound of one upload (avrdude gives up after ~10 sync attempts well within it).
 UPLOAD_TIMEOUT_S = 120.0
@@ -127,7 +127,7 @@ def flash_project(
     Raises :class:`LinkError` (missing/busy port), :class:`BoardError` (a board with no upload
     path here) or :class:`BuildError` (failed upload, timeout).
     """
-    from .build import build_project
+    from edgecompile.targets.build import build_project
 
     say = echo or (lambda _s: None)
     project_dir = Path(project_dir).resolve()

@@ -26,8 +26,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import BuildError
-from ..hosttools import spawn, stop_group
+from edgecompile.errors import BuildError
+from edgecompile.hosttools import spawn, stop_group
 
 #: Where the PlatformIO registry lives; probed (once, briefly) to decide online vs offline.
 REGISTRY_HOST = "api.registry.platformio.org"

@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ..errors import BoardError
-from ..resources import resource_dir
-from .boards import BoardProfile, get_board
+from edgecompile.errors import BoardError
+from edgecompile.resources import resource_dir
+from edgecompile.targets.boards import BoardProfile, get_board
 
 #: Where the local PlatformIO platform is copied inside a project (relative to the project).
 PLATFORM_SUBDIR = ".edgecompile/platform"

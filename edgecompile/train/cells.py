@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..reference import sigmoid
+from edgecompile.reference import sigmoid
 
 MATRIX_NAMES = ("W", "W1", "W2", "U", "U1", "U2")
 

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..data import load_labels, load_sequences
-from ..errors import DataError
-from ..tsfile import read_ts
+from edgecompile.errors import DataError
+from edgecompile.frontend.data import load_labels, load_sequences
+from edgecompile.frontend.tsfile import read_ts
 
 
 @dataclass
@@ -29,7 +29,7 @@ def load_training_data(
     """Read ``data`` (``.npy`` [N,T,D] or ``.ts``) and the labels (``labels`` wins if given).
 
     ``.ts`` series are front-padded to ``length`` (default: the longest), see
-    :mod:`edgecompile.tsfile`; ``length`` also truncates/pads ``.npy`` input the same way.
+    :mod:`edgecompile.frontend.tsfile`; ``length`` also truncates/pads ``.npy`` input the same way.
     """
     if str(data).lower().endswith(".ts"):
         ds = read_ts(data)
@@ -48,7 +48,7 @@ def load_training_data(
             raise DataError("--labels y.npy is required with .npy data (only .ts files carry labels)")
         X = load_sequences(data)
         if length is not None and length != X.shape[1]:
-            from ..tsfile import pad_series
+            from edgecompile.frontend.tsfile import pad_series
 
             X = pad_series(list(X), length, pad)
         lengths, classes = None, None

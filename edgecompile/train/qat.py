@@ -1,7 +1,7 @@
 """Fake quantization for quantization-aware fine-tuning (straight-through estimator).
 
 The forward pass of a QAT step runs on the weights the integer kernel will hold, computed with
-the project quantizer's own functions (:mod:`edgecompile.fixedpoint`, docs/fixed-point.md):
+the project quantizer's own functions (:mod:`edgecompile.ir.fixedpoint`, docs/fixed-point.md):
 each weight matrix gets the power-of-two format ``frac_for(max|w|, bits)`` and is rounded with
 ``to_fixed`` (round half up, saturating to int8/int16); the biases become int16 Q12 and the
 residual scalars ``sigmoid(zeta)`` etc. Q14. Like the quantizer, a low-rank matrix is quantized
@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..fixedpoint import PRE_FRAC, UNIT_FRAC, frac_for, round_half_up, to_fixed
-from ..model import Matrix
-from ..quant import _keep_low_rank
-from ..reference import sigmoid
+from edgecompile.ir.fixedpoint import PRE_FRAC, UNIT_FRAC, frac_for, round_half_up, to_fixed
+from edgecompile.ir.model import Matrix
+from edgecompile.quant.quantizer import _keep_low_rank
+from edgecompile.reference import sigmoid
 
 __all__ = ["fake_quantize", "quantize_weight", "round_half_up", "weight_frac"]
 

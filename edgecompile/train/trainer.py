@@ -28,10 +28,10 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from ..checkpoint import model_from_arrays
-from ..errors import DataError
-from ..model import NONLINEARITIES, FloatModel
-from . import cells, qat
+from edgecompile.errors import DataError
+from edgecompile.frontend.checkpoint import model_from_arrays
+from edgecompile.ir.model import NONLINEARITIES, FloatModel
+from edgecompile.train import cells, qat
 
 SPARSE_NAMES = ("W", "W1", "W2", "U", "U1", "U2")
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecompile.tsfile import read_ts
+from edgecompile.frontend.tsfile import read_ts
 
 HERE = Path(__file__).resolve().parent
 T = 29  # the longest series in the archive (train 7..26 frames, test 7..29)

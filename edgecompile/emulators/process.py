@@ -21,9 +21,9 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from ..errors import LinkError
-from ..hosttools import simavr_program, spawn, stop_group
-from .timeouts import DEFAULT, Timeouts
+from edgecompile.errors import LinkError
+from edgecompile.hosttools import simavr_program, spawn, stop_group
+from edgecompile.link.timeouts import DEFAULT, Timeouts
 
 QEMU_MACHINES = ("lm3s6965evb", "mps2-an385", "mps2-an386", "mps2-an500")
 #: Instructions per SysTick count (CLKSOURCE = cpu clock) under ``-icount shift=0``, measured
@@ -132,7 +132,7 @@ class Emulator:
     # -- the port ------------------------------------------------------------------------------
     def open(self):
         """A pyserial port on the emulated UART (retried until the emulator listens)."""
-        from .client import open_port
+        from edgecompile.link.client import open_port
 
         deadline = time.monotonic() + self.timeouts.emulator_start_s
         while True:

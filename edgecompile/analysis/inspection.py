@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .model import FloatModel
+from edgecompile.ir.model import FloatModel
 
 
 def inspect_report(model: FloatModel) -> dict:
@@ -70,7 +70,7 @@ def render_report(report: dict) -> str:
 
 def quant_report(qm) -> dict:
     """The quantized side of ``inspect --bits``: formats, storage decisions, bounds, LUT errors."""
-    from .nonlinear import measure_errors
+    from edgecompile.sim.nonlinear import measure_errors
 
     matrices = {}
     for name in ("W", "U"):

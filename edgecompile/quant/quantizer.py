@@ -13,11 +13,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import QuantError
-from .fixedpoint import ONE, PRE_FRAC, frac_for, round_half_up, to_fixed
-from .model import FloatModel, Matrix
-from .qmodel import QFactor, QMatrix, QuantizedModel, check_bounds
-from .reference import forward, normalise, sigmoid
+from edgecompile.errors import QuantError
+from edgecompile.ir.fixedpoint import ONE, PRE_FRAC, frac_for, round_half_up, to_fixed
+from edgecompile.ir.model import FloatModel, Matrix
+from edgecompile.ir.qmodel import QFactor, QMatrix, QuantizedModel, check_bounds
+from edgecompile.reference import forward, normalise, sigmoid
 
 SEARCH_SEQUENCES = 256  # calibration sequences used to score candidate formats
 NO_CALIB_INPUT_RANGE = 4.0  # assumed max |normalised input| without calibration data
@@ -158,7 +158,7 @@ def _build_once(model: FloatModel, bits: int, f: dict[str, int], structure: Stru
 
 
 def _score(qm: QuantizedModel, X: np.ndarray, ref_logits: np.ndarray) -> tuple[int, float]:
-    from .sim import predict_quantized
+    from edgecompile.sim.simulator import predict_quantized
 
     logits = predict_quantized(qm, X)
     disagree = int((logits.argmax(axis=1) != ref_logits.argmax(axis=1)).sum())

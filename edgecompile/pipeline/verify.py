@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import CheckFailed, DataError, EdgecompileError, LinkError
-from .link.client import Client, open_port
-from .link.protocol import DeviceInfo
+from edgecompile.errors import CheckFailed, DataError, EdgecompileError, LinkError
+from edgecompile.link.client import Client, open_port
+from edgecompile.link.protocol import DeviceInfo
 
 #: The keys of ``verify --json``: exactly these, in this order.
 JSON_KEYS = ("n", "exact_match", "argmax_agreement", "max_abs_diff_lsb", "accuracy_device",
@@ -99,7 +99,7 @@ def cycle_scale(info: DeviceInfo, emulator: str | None,
     """Factor from device counts to the reported unit, and the unit's name (``cycle_source``)."""
     if info.cycle_source == "systick" and emulator == "qemu":
         # -icount shift=0: a fixed number of instructions per SysTick count, per machine.
-        from .link.emulators import QEMU_INSTRUCTIONS_PER_SYSTICK
+        from edgecompile.emulators.process import QEMU_INSTRUCTIONS_PER_SYSTICK
 
         per = QEMU_INSTRUCTIONS_PER_SYSTICK.get(machine or "")
         if per is None:
@@ -142,9 +142,9 @@ def run_parity(client: Client, qm, X: np.ndarray, labels: np.ndarray | None = No
                progress: Progress | None = None, emulator: str | None = None,
                machine: str | None = None, expected_sha256: str | None = None) -> ParityReport:
     """Send every sequence of raw ``X [N,T,D]``; compare the device's int logits with
-    :func:`edgecompile.sim.simulate`. With ``trace``, also every hidden state, naming the first
+    :func:`edgecompile.sim.simulator.simulate`. With ``trace``, also every hidden state, naming the first
     (step, unit) that differs. Raises :class:`CheckFailed` for a device running another model."""
-    from .sim import quantize_inputs, simulate
+    from edgecompile.sim.simulator import quantize_inputs, simulate
 
     t_start = time.monotonic()
     info = client.info or client.handshake()
@@ -225,7 +225,7 @@ def _find_manifest(root: Path) -> tuple[Path | None, dict]:
 
 
 def _find_qmodel(root: Path, manifest_path: Path | None, manifest: dict):
-    from .qmodel import load_qmodel, qmodel_from_json
+    from edgecompile.ir.qmodel import load_qmodel, qmodel_from_json
 
     named = manifest.get("qmodel") or manifest.get("qmodel_file")
     if named and manifest_path is not None:
@@ -239,7 +239,7 @@ def _find_qmodel(root: Path, manifest_path: Path | None, manifest: dict):
 
 
 def _find_float_model(root: Path, manifest_path: Path | None, manifest: dict):
-    from .checkpoint import load_checkpoint
+    from edgecompile.frontend.checkpoint import load_checkpoint
 
     named = manifest.get("checkpoint") or manifest.get("float_model")
     paths = [manifest_path.parent / named] if named and manifest_path else []
@@ -251,8 +251,8 @@ def _find_float_model(root: Path, manifest_path: Path | None, manifest: dict):
 
 
 def load_project(project_dir: str | Path) -> Project:
-    from .targets.boards import get_board
-    from .targets.project import read_project_config
+    from edgecompile.targets.boards import get_board
+    from edgecompile.targets.project import read_project_config
 
     root = Path(project_dir)
     if not root.is_dir():
@@ -283,7 +283,7 @@ def firmware_image(project: Project, build: bool, echo: Callable[[str], None] | 
     if not build:
         return max(images, key=lambda p: p.stat().st_mtime) if images else None
     # Integration point: the boards issue's PlatformIO build.
-    from .targets.build import build_project
+    from edgecompile.targets.build import build_project
 
     return build_project(project.root, echo=echo).elf
 
@@ -291,7 +291,7 @@ def firmware_image(project: Project, build: bool, echo: Callable[[str], None] | 
 def memory_of(project: Project, elf: Path | None) -> tuple[int | None, int | None]:
     if elf is None or getattr(project.board, "family", "") == "native":
         return None, None
-    from .targets.budget import linked_usage
+    from edgecompile.targets.budget import linked_usage
 
     try:
         use = linked_usage(elf, project.board)
@@ -305,7 +305,7 @@ def connect(project: Project, *, port: str | None, emulate: bool, elf: Path | No
             log: Callable[[str], None] | None = None) -> Iterator[tuple[Client, str | None, dict]]:
     """A handshaken client on ``port`` or on the board's emulator; yields (client, emulator
     kind or None, facts such as the emulator start-up time)."""
-    from .link.emulators import emulate as start_emulator
+    from edgecompile.emulators.process import emulate as start_emulator
 
     if emulate:
         em = project.board.emulator
@@ -339,7 +339,7 @@ def verify_project(project_dir: str | Path, *, data: str | Path, labels: str | P
                    log: Callable[[str], None] | None = None) -> ParityReport:
     """The whole ``verify`` command as a function. Raises :class:`CheckFailed` (exit 1) for a
     wrong model; returns the report (``report.ok`` False on any mismatch)."""
-    from .data import check_normalised, load_labels, load_sequences
+    from edgecompile.frontend.data import check_normalised, load_labels, load_sequences
 
     if (port is None) == (not emulate):
         raise DataError("give exactly one of --port PORT and --emulate")
@@ -356,7 +356,7 @@ def verify_project(project_dir: str | Path, *, data: str | Path, labels: str | P
     y = load_labels(labels, X.shape[0], qm.num_classes) if labels is not None else None
     float_logits = None
     if y is not None and project.float_model is not None:
-        from .reference import forward
+        from edgecompile.reference import forward
 
         float_logits = forward(project.float_model, X)
     elf = firmware_image(project, build=emulate, echo=echo)

@@ -36,8 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DataError
-from .files import open_regular
+from edgecompile.errors import DataError
+from edgecompile.files import open_regular
 
 PAD_MODES = ("edge", "zero")
 _MISSING = {"?", "nan"}

@@ -6,11 +6,11 @@ import warnings
 
 import numpy as np
 
-from .model import FloatModel
-from .qmodel import QuantizedModel
-from .quant import CalibrationWarning, quantize
-from .reference import forward
-from .sim import predict_quantized
+from edgecompile.ir.model import FloatModel
+from edgecompile.ir.qmodel import QuantizedModel
+from edgecompile.quant.quantizer import CalibrationWarning, quantize
+from edgecompile.reference import forward
+from edgecompile.sim.simulator import predict_quantized
 
 
 def quantize_for_cli(model: FloatModel, bits: int, calib: np.ndarray | None,

@@ -27,13 +27,13 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from .. import __version__
-from ..errors import CodegenError, one_line
-from ..model import FloatModel
-from ..qmodel import QuantizedModel, load_qmodel, qmodel_to_json
-from .arduino import example_sketch_files, library_zip
-from .names import c_ident, default_name
-from .render import render_library
+from edgecompile import __version__
+from edgecompile.codegen.arduino import example_sketch_files, library_zip
+from edgecompile.codegen.names import c_ident, default_name
+from edgecompile.codegen.render import render_library
+from edgecompile.errors import CodegenError, one_line
+from edgecompile.ir.model import FloatModel
+from edgecompile.ir.qmodel import QuantizedModel, load_qmodel, qmodel_to_json
 
 MANIFEST = "edgecompile-manifest.json"
 CHECKPOINT_FILE = "model.npz"
@@ -54,7 +54,7 @@ class ExportResult:
 
 def board_files(board: str, name: str) -> dict[str, bytes]:
     """The board-specific part of the project: platformio.ini, board files, firmware harness."""
-    from ..targets.project import project_files
+    from edgecompile.targets.project import project_files
 
     return project_files(board, name)
 
@@ -63,8 +63,8 @@ def _load_model(model, bits: int | None, calib, warn: Callable[[str], None] | No
                 ) -> tuple[QuantizedModel, str, FloatModel | None]:
     """(QuantizedModel, default name, float model if known) from a path, a FloatModel or a
     QuantizedModel."""
-    from ..checkpoint import load_checkpoint
-    from ..quant import CalibrationWarning, quantize
+    from edgecompile.frontend.checkpoint import load_checkpoint
+    from edgecompile.quant.quantizer import CalibrationWarning, quantize
 
     stem = "model"
     if isinstance(model, QuantizedModel) or (
@@ -83,11 +83,11 @@ def _load_model(model, bits: int | None, calib, warn: Callable[[str], None] | No
     else:
         fm, stem = load_checkpoint(model), Path(model).stem
     if isinstance(calib, (str, os.PathLike)):
-        from ..data import load_sequences
+        from edgecompile.frontend.data import load_sequences
 
         calib = load_sequences(calib, fm)
     elif calib is not None:
-        from ..data import check_fits
+        from edgecompile.frontend.data import check_fits
 
         calib = np.asarray(calib, dtype=np.float64)
         check_fits(calib, fm, "calibration data")
@@ -118,7 +118,7 @@ def project_tree(qm: QuantizedModel, board: str, name: str,
     the float accuracy from it). The library carries an Arduino example sketch (it runs one
     all-zero raw sequence: the user puts in their own); ``zip_library`` adds ``<name>.zip`` for
     the Arduino IDE's "Add .ZIP Library"."""
-    from ..checkpoint import checkpoint_bytes
+    from edgecompile.frontend.checkpoint import checkpoint_bytes
 
     files = dict(board_files(board, name))
     # PlatformIO puts src/ and lib/<name>/src/ on one include path: no file name may repeat.
@@ -385,7 +385,7 @@ def export_project(
     build outputs are replaced), and refuses /, $HOME, the current directory and their parents.
     Raises :class:`EdgecompileError` subclasses (exit status 2).
     """
-    from ..targets.boards import get_board
+    from edgecompile.targets.boards import get_board
 
     board_id = get_board(board).id  # an unknown board fails before any work
     if name is not None:

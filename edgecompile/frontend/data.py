@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DataError
-from .files import read_npy
-from .model import FloatModel
+from edgecompile.errors import DataError
+from edgecompile.files import read_npy
+from edgecompile.ir.model import FloatModel
 
 
 def load_sequences(path: str | os.PathLike, model: FloatModel | None = None) -> np.ndarray:

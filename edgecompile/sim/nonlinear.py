@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .fixedpoint import ONE, PRE_FRAC, UNIT_FRAC, round_half_up, rshift
-from .reference import NONLINEAR_FUNCTIONS
+from edgecompile.ir.fixedpoint import ONE, PRE_FRAC, UNIT_FRAC, round_half_up, rshift
+from edgecompile.reference import NONLINEAR_FUNCTIONS
 
 SIG_TABLE_SIZE = 257
 SIG_TABLE_STEP = 1.0 / 16.0  # in x; one step is 256 units of a Q12 input

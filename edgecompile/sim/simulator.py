@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .fixedpoint import ONE, check_int32, rshift, sat16, to_fixed
-from .nonlinear import apply
-from .qmodel import QMatrix, QuantizedModel
+from edgecompile.ir.fixedpoint import ONE, check_int32, rshift, sat16, to_fixed
+from edgecompile.ir.qmodel import QMatrix, QuantizedModel
+from edgecompile.sim.nonlinear import apply
 
 
 def quantize_inputs(qm: QuantizedModel, X: np.ndarray) -> np.ndarray:

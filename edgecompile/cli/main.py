@@ -12,9 +12,9 @@ from typing import NoReturn
 import click
 import numpy as np
 
-from . import __version__
-from .errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, EdgecompileError, Terminated, one_line
-from .files import check_output, is_stdout, write_output
+from edgecompile import __version__
+from edgecompile.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, EdgecompileError, Terminated, one_line
+from edgecompile.files import check_output, is_stdout, write_output
 
 
 def _warn(message: str) -> None:
@@ -121,7 +121,7 @@ def main(ctx: click.Context, debug: bool) -> None:
       edgecompile build fw/
       edgecompile verify fw/ --emulate --data X.npy --labels y.npy
     """
-    from .link.timeouts import check_environment
+    from edgecompile.link.timeouts import check_environment
 
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
@@ -140,17 +140,17 @@ MODEL_ARG = click.argument("model", type=click.Path(dir_okay=True))
               help="Write the report as JSON (-: standard output, the text then goes to stderr).")
 def inspect(model: str, bits: str | None, calib: str | None, json_path: str | None) -> None:
     """Show a checkpoint's cell, dimensions, ranks, sparsity, size and cost per step."""
-    from .checkpoint import load_checkpoint
-    from .inspect import inspect_report, render_report
+    from edgecompile.analysis.inspection import inspect_report, render_report
+    from edgecompile.frontend.checkpoint import load_checkpoint
 
     err = _to_stderr(json_path)
     fm = load_checkpoint(model)
     report = inspect_report(fm)
     click.echo(render_report(report), err=err)
     if bits:
-        from .data import load_sequences
-        from .evaluate import quantize_for_cli
-        from .inspect import quant_report, render_quant_report
+        from edgecompile.analysis.inspection import quant_report, render_quant_report
+        from edgecompile.frontend.data import load_sequences
+        from edgecompile.pipeline.evaluate import quantize_for_cli
 
         calib_X = load_sequences(calib, fm) if calib else None
         report["quantized"] = quant_report(quantize_for_cli(fm, int(bits), calib_X, warn=_warn))
@@ -168,9 +168,9 @@ def inspect(model: str, bits: str | None, calib: str | None, json_path: str | No
               help="Where to write the logits [N,C] (.npy; -: the .npy bytes to standard output).")
 def predict(model: str, data: str, bits: str, calib: str | None, out: str) -> None:
     """Compute logits for raw input sequences (float reference or integer simulator)."""
-    from .checkpoint import load_checkpoint
-    from .data import load_sequences
-    from .evaluate import predict_logits
+    from edgecompile.frontend.checkpoint import load_checkpoint
+    from edgecompile.frontend.data import load_sequences
+    from edgecompile.pipeline.evaluate import predict_logits
 
     err = _to_stderr(out)
     fm = load_checkpoint(model)
@@ -195,10 +195,10 @@ def predict(model: str, data: str, bits: str, calib: str | None, out: str) -> No
                    "(-: standard output, the text then goes to stderr).")
 def evaluate(model: str, data: str, labels: str, bits: str, calib: str | None, json_path: str | None) -> None:
     """Accuracy of the float model and of the bit-exact quantized model on labelled data."""
-    from .checkpoint import load_checkpoint
-    from .data import load_labels, load_sequences
-    from .evaluate import evaluate as run_evaluation
-    from .evaluate import render_evaluation
+    from edgecompile.frontend.checkpoint import load_checkpoint
+    from edgecompile.frontend.data import load_labels, load_sequences
+    from edgecompile.pipeline.evaluate import evaluate as run_evaluation
+    from edgecompile.pipeline.evaluate import render_evaluation
 
     err = _to_stderr(json_path)
     fm = load_checkpoint(model)
@@ -219,10 +219,10 @@ def evaluate(model: str, data: str, labels: str, bits: str, calib: str | None, j
               help="Where to write the quantized model (.json; -: standard output).")
 def quantize(model: str, bits: str, calib: str | None, out: str) -> None:
     """Quantize a checkpoint and save the QuantizedModel (readable JSON; `export` takes it too)."""
-    from .checkpoint import load_checkpoint
-    from .data import load_sequences
-    from .evaluate import quantize_for_cli
-    from .qmodel import qmodel_to_json
+    from edgecompile.frontend.checkpoint import load_checkpoint
+    from edgecompile.frontend.data import load_sequences
+    from edgecompile.ir.qmodel import qmodel_to_json
+    from edgecompile.pipeline.evaluate import quantize_for_cli
 
     err = _to_stderr(out)
     fm = load_checkpoint(model)
@@ -257,7 +257,7 @@ def export(model: str, board: str, bits: str | None, calib: str | None, out_dir:
     `edgecompile quantize`). The output is byte-identical for identical input, written
     atomically, with edgecompile-manifest.json listing the sha256 of every file.
     """
-    from .codegen import export_project
+    from edgecompile.pipeline.export import export_project
 
     result = export_project(model, board, bits=int(bits) if bits else None, calib=calib,
                             out_dir=out_dir, force=force, name=name, warn=_warn, zip_library=zip_library)
@@ -305,9 +305,9 @@ def train(data: str, labels: str | None, out: str, quiet: bool, json_path: str |
 
     Writes an EdgeML-layout checkpoint with per-channel mean/std. Deterministic for a seed.
     """
-    from .checkpoint import save_checkpoint
-    from .train import TrainConfig, load_training_data
-    from .train import train as run_training
+    from edgecompile.frontend.checkpoint import save_checkpoint
+    from edgecompile.train import TrainConfig, load_training_data
+    from edgecompile.train import train as run_training
 
     err = _to_stderr(out, json_path)
     td = load_training_data(data, labels, length, pad)
@@ -358,7 +358,7 @@ def _epoch_line(log) -> str:
               help="Write the list as JSON (-: standard output, the table then goes to stderr).")
 def boards(json_path: str | None) -> None:
     """List the supported boards with memory budgets and emulators."""
-    from .targets.boards import list_boards, render_boards
+    from edgecompile.targets.boards import list_boards, render_boards
 
     err = _to_stderr(json_path)
     found = list_boards()
@@ -386,7 +386,7 @@ def build(project_dir: str, offline: bool | None, verbose: bool, json_path: str 
     The budget is checked before building (an estimate from the compiled sources) and after
     linking (the ELF's sizes); a firmware that cannot fit stops with exit status 2.
     """
-    from .targets.build import build_project
+    from edgecompile.targets.build import build_project
 
     err = _to_stderr(json_path)
     result = build_project(project_dir, offline=offline, echo=lambda line: click.echo(line, err=err),
@@ -402,7 +402,7 @@ def build(project_dir: str, offline: bool | None, verbose: bool, json_path: str 
               help="Give up the upload after this many seconds [default: 120].")
 def flash(project_dir: str, port: str, offline: bool | None, timeout: float | None) -> None:
     """Upload a built project to a board through PlatformIO (avrdude for AVR boards)."""
-    from .targets.flash import UPLOAD_TIMEOUT_S, flash_project
+    from edgecompile.targets.flash import UPLOAD_TIMEOUT_S, flash_project
 
     flash_project(project_dir, port, offline=offline, echo=click.echo,
                   timeout=timeout or UPLOAD_TIMEOUT_S)
@@ -426,7 +426,7 @@ def verify(ctx: click.Context, project_dir: str, port: str | None, emulate: bool
     Exit 0 when every logit is equal, 1 on any mismatch or a device running another model,
     2 on bad input or an unusable port. With --debug every frame is hex-dumped to stderr.
     """
-    from .verify import verify_project
+    from edgecompile.pipeline.verify import verify_project
 
     err = _to_stderr(json_path)
     bar = {}
@@ -474,9 +474,9 @@ def robustness(model: str, data: str, labels: str, calib: str | None, bits: str,
 
     Writes DIR/index.html with its plots; see docs/robustness.md for what each number means.
     """
-    from .analysis import check_out_dir, parse_eps, render_report, robustness_report, write_report_page
-    from .checkpoint import load_checkpoint
-    from .data import load_labels, load_sequences
+    from edgecompile.analysis import check_out_dir, parse_eps, render_report, robustness_report, write_report_page
+    from edgecompile.frontend.checkpoint import load_checkpoint
+    from edgecompile.frontend.data import load_labels, load_sequences
 
     err = _to_stderr(json_path)
     check_out_dir(out_dir)

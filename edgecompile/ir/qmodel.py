@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
-from .errors import QuantError
-from .fixedpoint import INT32_LIMIT, PRE_FRAC, UNIT_FRAC
-from .model import ModelShape
+from edgecompile import __version__
+from edgecompile.errors import QuantError
+from edgecompile.ir.fixedpoint import INT32_LIMIT, PRE_FRAC, UNIT_FRAC
+from edgecompile.ir.model import ModelShape
 
 FORMAT_VERSION = 1
 
@@ -119,7 +119,7 @@ class QuantizedModel(ModelShape):
         Not covered: provenance (float model hash, tool version, calibration notes). The same
         model gives the same hash whether it was just quantized or read back from its JSON file.
         """
-        from .nonlinear import SIG
+        from edgecompile.sim.nonlinear import SIG
 
         def ints(v: np.ndarray | None) -> list | None:
             return None if v is None else np.asarray(v, dtype=np.int64).tolist()

@@ -20,9 +20,9 @@ from typing import BinaryIO
 
 import numpy as np
 
-from .errors import CheckpointError, one_line
-from .files import npz_member_limit, open_regular, read_npy, read_npy_stream, stat_input, write_atomic
-from .model import NONLINEARITIES, FloatModel, Matrix
+from edgecompile.errors import CheckpointError, one_line
+from edgecompile.files import npz_member_limit, open_regular, read_npy, read_npy_stream, stat_input, write_atomic
+from edgecompile.ir.model import NONLINEARITIES, FloatModel, Matrix
 
 GRNN_KEYS = {"Bg", "Bh", "zeta", "nu"}
 RNN_KEYS = {"B", "alpha", "beta"}

@@ -1,0 +1,9 @@
+"""Quantization: a FloatModel becomes the QuantizedModel that the simulator and the C implement.
+
+``quantize(model, bits, calib)`` chooses Q formats from calibration ranges, proves or saturates
+every int32 bound, and picks low-rank and sparse storage by a cost model.
+"""
+
+from edgecompile.quant.quantizer import CalibrationWarning, quantize
+
+__all__ = ["CalibrationWarning", "quantize"]
