@@ -1,15 +1,20 @@
 # Two commands on a fresh Debian machine:  make demo   and   make test
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-EC     := $(VENV)/bin/edgecompile
-APT_PACKAGES := gcc-avr avr-libc binutils-avr arduino-core-avr gcc-arm-none-eabi \
-	libnewlib-arm-none-eabi simavr libsimavr-dev libsimavrparts1 qemu-system-arm avrdude \
-	gcc clang make strace
-# Test-only packages: a headless browser for the HTML report tests, the Arduino IDE's builder.
-APT_TEST_PACKAGES := chromium chromium-driver arduino-builder arduino-ctags
+# What edgecompile needs (and `make demo` uses): the AVR and Cortex-M toolchains, libsimavr
+# (edgecompile compiles its own simavr host against it), QEMU, avrdude (flashing AVR boards),
+# Debian's Arduino AVR core (Arduino-framework builds, Optiboot), a host C compiler with libc
+# headers, and venv for Python.
+APT_PACKAGES := gcc-avr avr-libc binutils-avr gcc-arm-none-eabi libnewlib-arm-none-eabi \
+	libsimavr-dev qemu-system-arm avrdude arduino-core-avr gcc libc6-dev python3-venv
+# What only the tests need on top: the Arduino IDE's builder, simavr, clang, strace, and a
+# headless browser for the HTML reports.
+APT_TEST_PACKAGES := arduino-builder arduino-ctags simavr clang strace chromium chromium-driver
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# pytest exits 5 when a marker selects no tests: that is not a failure.
+PYTEST = $(PY) -m pytest -q $(1) || [ $$? -eq 5 ]
 
-.PHONY: demo test setup apt apt-test venv lint clean
+.PHONY: demo test test-fast test-all setup apt apt-test venv lint clean
 .DEFAULT_GOAL := demo
 
 define apt_install
@@ -40,9 +45,20 @@ setup: apt venv
 demo: setup
 	$(PY) examples/demo.py
 
-test: setup apt-test
+lint: venv
 	$(PY) -m ruff check edgecompile tests benchmarks examples
-	$(PY) -m pytest -q
+	$(PY) -m mypy
+
+# Tiers: test-fast (no emulator, PlatformIO or full build), test (what CI runs: all but the long
+# sweeps marked slowest), test-all (everything).
+test-fast: setup apt-test lint
+	$(call PYTEST,-m "not slow and not slowest")
+
+test: setup apt-test lint
+	$(call PYTEST,-m "not slowest")
+
+test-all: setup apt-test lint
+	$(call PYTEST,)
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache

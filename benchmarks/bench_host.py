@@ -1,4 +1,4 @@
-"""Host-side speed (issue 7): the NumPy simulator against the same kernel compiled natively, and
+"""Host-side speed: the NumPy simulator against the same kernel compiled natively, and
 the wall time of ``export`` + offline ``build`` for the Uno.
 
     .venv/bin/python benchmarks/bench_host.py [--n 10000]
@@ -56,7 +56,7 @@ int main(int argc, char **argv)
 def native_seconds(qm, x_q: np.ndarray, work: Path, flags: list[str]) -> tuple[float, np.ndarray]:
     src = work / "src"
     src.mkdir(parents=True, exist_ok=True)
-    for rel, data in render_library(qm, "bench").items():
+    for rel, data in render_library(qm, "bench", backend="native").items():
         if rel.startswith("src/"):
             (work / rel).write_bytes(data)
     (src / "driver.c").write_text(DRIVER)

@@ -1,4 +1,4 @@
-"""Kernel benchmarks (issue 7): cycles per time step of the generated library on emulated boards.
+"""Kernel benchmarks: cycles per time step of the generated library on emulated boards.
 
 For each cell, weight width and board: export the project, build it offline with PlatformIO,
 run ``verify --emulate`` (parity is checked on every run: a benchmark of a wrong kernel is an
@@ -7,7 +7,7 @@ code and model data (weights + tables) from the symbol table. Prints ONE markdow
 
     .venv/bin/python benchmarks/bench_kernels.py [--cells a,b,c] [--bits 8,16]
         [--boards uno,mps2-an385,mps2-an386,mps2-an500] [--n 4] [--work DIR]
-        [--kernels fast,reference,portable]
+        [--kernels fast,reference]
 
 Units: on the Uno, CPU cycles (simavr is cycle-exact, Timer1 at clk/1); on the QEMU boards,
 instructions (``-icount shift=0`` SysTick, QEMU models no pipeline): M3/M4/M7 columns compare
@@ -35,8 +35,9 @@ from edgecompile.pipeline.verify import verify_project
 from edgecompile.quant.quantizer import quantize
 from edgecompile.targets.boards import get_board
 from edgecompile.targets.build import build_project
+from edgecompile.targets.platforms import platform_for
 
-#: The three cells of issue 7: (D, H, wRank, uRank, T, C).
+#: The three benchmark cells: (D, H, wRank, uRank, T, C).
 CELLS = {
     "a": dict(D=16, H=32, wrank=5, urank=5, T=16, C=10, what="D16 H32 r5/5 (USPS)"),
     "b": dict(D=16, H=32, wrank=None, urank=None, T=16, C=10, what="D16 H32 full rank"),
@@ -88,7 +89,7 @@ def split_flash(elf: Path, board_id: str, name: str = NAME) -> tuple[int, int]:
     """(kernel code bytes, model data bytes) linked into ``elf``: the sizes of the library's
     ``<name>_*`` functions (F) and objects (O) from the symbol table (``objdump -t``; on AVR
     both live in .text, so the symbol kind decides)."""
-    objdump = get_board(board_id).toolchain_prefix + "objdump"
+    objdump = platform_for(get_board(board_id)).toolchain_prefix + "objdump"
     out = subprocess.run([objdump, "-t", str(elf)], capture_output=True, text=True,
                          check=True).stdout
     code = data = 0
@@ -112,10 +113,9 @@ def run_one(key: str, bits: int, board: str, n: int, work: Path, kernel: str = "
         qm = quantize(fm, bits, cell_data(key, 64, seed=2))
     proj = work / f"{key}{bits}_{board}_{kernel}"
     export_project(qm, board, out_dir=proj, force=True, name=NAME)
-    if kernel != "fast":  # the generated library's other kernels, selected by a macro
+    if kernel == "reference":  # the library's other kernel, selected by a macro
         ini = proj / "platformio.ini"
-        define = {"reference": "EC_KERNEL_REFERENCE", "portable": "EC_KERNEL_PORTABLE"}[kernel]
-        ini.write_text(ini.read_text().replace("build_flags =\n", f"build_flags =\n    -D{define}\n", 1))
+        ini.write_text(ini.read_text().replace("build_flags =\n", "build_flags =\n    -DEC_KERNEL_REFERENCE\n", 1))
     res = build_project(proj, offline=True, echo=None)
     np.save(work / f"X_{key}.npy", X)
     rep = verify_project(proj, data=work / f"X_{key}.npy", emulate=True)
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--boards", default=",".join(BOARDS))
     ap.add_argument("--n", type=int, default=4, help="sequences per run (median reported)")
     ap.add_argument("--work", type=Path, default=None, help="keep the projects here")
-    ap.add_argument("--kernels", default="fast", help="fast (default), reference, portable; comma-separated")
+    ap.add_argument("--kernels", default="fast", help="fast (default), reference; comma-separated")
     args = ap.parse_args(argv)
     os.environ.setdefault("EDGECOMPILE_OFFLINE", "1")
     work = args.work or Path(tempfile.mkdtemp(prefix="ec_bench_"))

@@ -16,7 +16,7 @@ import tokenize
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 import numpy as np
 
@@ -81,7 +81,7 @@ def open_regular(path: str | os.PathLike, error: type[EdgecompileError]) -> Bina
     return os.fdopen(fd, "rb")
 
 
-def read_npy_stream(fh: BinaryIO, available: int, where: str,
+def read_npy_stream(fh: IO[bytes], available: int, where: str,
                     error: type[EdgecompileError]) -> np.ndarray:
     """One array from an open ``.npy`` stream holding ``available`` bytes. The header is checked
     against ``available`` before any memory is allocated: a header that claims more data than
@@ -116,7 +116,7 @@ def read_npy_stream(fh: BinaryIO, available: int, where: str,
             raise bad(f"the header claims shape {tuple(shape)} of {dtype}, {need:,} bytes, "
                       f"but only {max(have, 0):,} follow it")
         a = np.empty(count, dtype=dtype)
-        raw = memoryview(a.view(np.uint8)) if need else memoryview(b"")
+        raw = a.view(np.uint8).data if need else memoryview(b"")
         done = 0
         while done < need:
             chunk = fh.read(min(need - done, 1 << 20))

@@ -151,8 +151,9 @@ def run_captured(cmd: Sequence[str], timeout: float) -> subprocess.CompletedProc
     except BaseException:
         stop_group(proc, grace=0)
         for stream in (proc.stdout, proc.stderr):
-            with contextlib.suppress(OSError, ValueError):
-                stream.close()
+            if stream is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    stream.close()
         raise
     if group_alive(proc.pid):  # a member that outlived the child (e.g. a daemonised helper)
         stop_group(proc, grace=0)

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Literal, overload
+
 import numpy as np
 
 from edgecompile.errors import DataError
 from edgecompile.frontend.data import check_fits
-from edgecompile.ir.model import FloatModel
+from edgecompile.ir.model import FastGRNNParams, FloatModel
+
+ArrayOrFloat = np.ndarray | float
 
 
-def sigmoid(x: np.ndarray) -> np.ndarray:
+def sigmoid(x: ArrayOrFloat) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
-NONLINEAR_FUNCTIONS = {
+NONLINEAR_FUNCTIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "sigmoid": sigmoid,
     "tanh": np.tanh,
     "quantSigm": lambda x: np.clip((x + 1.0) / 2.0, 0.0, 1.0),
@@ -28,6 +33,10 @@ def normalise(model: FloatModel, X: np.ndarray) -> np.ndarray:
     return (X - mean) / std
 
 
+@overload
+def forward(model: FloatModel, X: np.ndarray, return_states: Literal[False] = False) -> np.ndarray: ...
+@overload
+def forward(model: FloatModel, X: np.ndarray, return_states: Literal[True]) -> tuple[np.ndarray, np.ndarray]: ...
 def forward(
     model: FloatModel, X: np.ndarray, return_states: bool = False
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
@@ -46,20 +55,26 @@ def forward(
     update_nl = NONLINEAR_FUNCTIONS[model.update_nl]
     h = np.zeros((n, model.hidden_dim))
     states = np.empty((n, steps, model.hidden_dim)) if return_states else None
-    if model.cell == "FastGRNN":
-        gate_nl = NONLINEAR_FUNCTIONS[model.gate_nl]
-        zeta, nu = sigmoid(np.float64(model.zeta)), sigmoid(np.float64(model.nu))
+    p = model.params
+    if isinstance(p, FastGRNNParams):
+        gate_nl = NONLINEAR_FUNCTIONS[p.gate_nl]
+        zeta, nu = sigmoid(np.float64(p.zeta)), sigmoid(np.float64(p.nu))
+
+        def cell(pre: np.ndarray, h: np.ndarray) -> np.ndarray:
+            z = gate_nl(pre + p.bias_gate)
+            c = update_nl(pre + p.bias_update)
+            return z * h + (zeta * (1.0 - z) + nu) * c
     else:
-        alpha, beta = sigmoid(np.float64(model.alpha)), sigmoid(np.float64(model.beta))
+        alpha, beta = sigmoid(np.float64(p.alpha)), sigmoid(np.float64(p.beta))
+
+        def cell(pre: np.ndarray, h: np.ndarray) -> np.ndarray:
+            return beta * h + alpha * update_nl(pre + p.bias)
+
     for t in range(steps):
-        pre = Xn[:, t, :] @ W + h @ U
-        if model.cell == "FastGRNN":
-            z = gate_nl(pre + model.bias_gate)
-            c = update_nl(pre + model.bias_update)
-            h = z * h + (zeta * (1.0 - z) + nu) * c
-        else:
-            h = beta * h + alpha * update_nl(pre + model.bias_update)
+        h = cell(Xn[:, t, :] @ W + h @ U, h)
         if states is not None:
             states[:, t, :] = h
     logits = h @ model.FC + model.FCbias
-    return (logits, states) if return_states else logits
+    if states is None:
+        return logits
+    return logits, states

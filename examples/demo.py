@@ -94,7 +94,7 @@ def print_summary(out: Path) -> None:
         board = get_board(board_id)
         v = report(out, f"verify-{board_id}.json")
         cycles = v.get("cycles_per_step")
-        ms = "-" if not (cycles and board.f_cpu_hz) else f"{1000 * cycles / board.f_cpu_hz:.2f}"
+        ms = "-" if v.get("ms_per_step") is None else f"{v['ms_per_step']:.2f}"
         source = v.get("cycle_source") or "?"
         print(f"| {board.name} ({board_id}) | {pct(v['accuracy_device'])} | {pct(v['exact_match'])} | "
               f"{cycles:,.0f} ({source}) | {ms} | {v['flash_bytes']:,} / {board.flash_bytes:,} B | "

@@ -1,12 +1,15 @@
 """Compile a generated model library with a host compiler plus tests/c/ec_driver.c, and run it.
 
-Compiled drivers are cached per (sources, flags) for the test session.
+Compiled drivers are cached per (sources, flags) for the test run, in a directory removed when it ends.
 """
 
 from __future__ import annotations
 
+import atexit
+import functools
 import hashlib
 import os
+import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -19,7 +22,14 @@ SANITIZE = ["-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=
 PLAIN = ["-O2"]
 _ENV = dict(os.environ, ASAN_OPTIONS="detect_leaks=0:abort_on_error=0", UBSAN_OPTIONS="print_stacktrace=1")
 _CACHE: dict[str, Path] = {}
-_ROOT = Path(tempfile.mkdtemp(prefix="ec_cbuild_"))
+
+
+@functools.cache
+def _root() -> Path:
+    """The drivers' directory: made on the first build, removed when the test process exits."""
+    root = Path(tempfile.mkdtemp(prefix="ec_cbuild_"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    return root
 
 
 def write_tree(files: dict[str, bytes], root: Path) -> Path:
@@ -36,7 +46,7 @@ def build_driver(lib_files: dict[str, bytes], flags: list[str], cc: str = "gcc")
     key = digest.hexdigest()[:20]
     if key in _CACHE:
         return _CACHE[key]
-    work = _ROOT / key
+    work = _root() / key
     write_tree(lib_files, work)
     srcs = sorted(str(p) for p in (work / "src").glob("*.c"))
     exe = work / "driver"

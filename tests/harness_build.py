@@ -1,6 +1,7 @@
 """Builds the device harness with a model library straight from the compilers (no PlatformIO),
-for the link/emulator tests: native (optionally ASan+UBSan), AVR (avr-gcc) and Cortex-M
-(arm-none-eabi-gcc with firmware/cortexm's start-up code and linker script)."""
+for the link/emulator tests: native (optionally ASan+UBSan), AVR (avr-gcc) and the QEMU Cortex-M
+boards (arm-none-eabi-gcc with firmware/cortexm's start-up code and linker script). Board data
+(CPU, clock, memory map, family folder) comes from ``boards/*.json`` through the board's platform."""
 
 from __future__ import annotations
 
@@ -10,20 +11,18 @@ from pathlib import Path
 
 import pytest
 
+from edgecompile.targets.boards import get_board, list_boards
+from edgecompile.targets.platforms import platform_for
+
 ROOT = Path(__file__).resolve().parent.parent
-HARNESS = ROOT / "firmware" / "harness"
-HAL = ROOT / "firmware" / "hal"
-CORTEXM = ROOT / "firmware" / "cortexm"
+FIRMWARE = ROOT / "firmware"
+HARNESS = FIRMWARE / "harness"
+CORTEXM = FIRMWARE / "cortexm"
 STANDIN = Path(__file__).resolve().parent / "fixtures" / "standin"
 WARN = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"]
 
-#: machine -> (HAL family, cpu, F_CPU, flash origin/size, ram origin/size)
-QEMU_BOARDS = {
-    "lm3s6965evb": ("pl011", "cortex-m3", 50_000_000, (0x0, 256 << 10), (0x20000000, 64 << 10)),
-    "mps2-an385": ("cmsdk", "cortex-m3", 25_000_000, (0x0, 4 << 20), (0x20000000, 4 << 20)),
-    "mps2-an386": ("cmsdk", "cortex-m4", 25_000_000, (0x0, 4 << 20), (0x20000000, 4 << 20)),
-    "mps2-an500": ("cmsdk", "cortex-m7", 25_000_000, (0x0, 4 << 20), (0x20000000, 4 << 20)),
-}
+#: The boards that exist only in QEMU (their board id is the QEMU machine).
+QEMU_BOARDS = sorted(b.id for b in list_boards() if b.emulator is not None and b.emulator.kind == "qemu")
 
 
 def need(tool: str) -> str:
@@ -39,11 +38,19 @@ def _run(cmd: list[str]) -> None:
         raise AssertionError(f"build failed: {' '.join(cmd)}\n{proc.stderr}")
 
 
-def _sources(model_dir: Path, family: str) -> tuple[list[str], list[str]]:
+def family_dir(board: str) -> Path:
+    """``firmware/<family>/`` of the board's platform."""
+    fw = platform_for(board).firmware
+    assert fw is not None, f"{board} has no harness"
+    return FIRMWARE / fw
+
+
+def _sources(model_dir: Path, board: str) -> tuple[list[str], list[str]]:
+    fam = family_dir(board)
     srcs = sorted(str(p) for p in HARNESS.glob("*.c"))
-    srcs += sorted(str(p) for p in (HAL / family).glob("*.c"))
+    srcs += sorted(str(p) for p in fam.glob("*.c"))
     srcs += sorted(str(p) for p in model_dir.glob("*.c"))
-    inc = [f"-I{HARNESS}", f"-I{HAL / family}", f"-I{model_dir}"]
+    inc = [f"-I{HARNESS}", f"-I{fam}", f"-I{model_dir}"]
     return srcs, inc
 
 
@@ -59,26 +66,40 @@ def build_native(out: Path, model_dir: Path = STANDIN, sanitize: bool = False,
 
 def build_avr(out: Path, model_dir: Path = STANDIN, mcu: str = "atmega328p",
               f_cpu: int = 16_000_000) -> Path:
-    srcs, inc = _sources(model_dir, "avr")
+    srcs, inc = _sources(model_dir, "uno")
     elf = out / "harness_avr.elf"
     _run([need("avr-gcc"), *WARN, "-Os", f"-mmcu={mcu}", f"-DF_CPU={f_cpu}UL", *inc, *srcs,
           "-o", str(elf)])
     return elf
 
 
-def build_cortexm(out: Path, machine: str, model_dir: Path = STANDIN) -> Path:
-    family, cpu, f_cpu, (fo, fs), (ro, rs) = QEMU_BOARDS[machine]
-    srcs, inc = _sources(model_dir, family)
+def linker_script(out: Path, board: str) -> Path:
+    """firmware/cortexm/cortexm.ld.in with the board's memory map, as the offline platform fills it."""
+    build = get_board(board).offline_board_json or {}
     ld = (CORTEXM / "cortexm.ld.in").read_text()
-    for key, val in (("FLASH_ORIGIN", fo), ("FLASH_SIZE", fs), ("RAM_ORIGIN", ro),
-                     ("RAM_SIZE", rs), ("STACK_SIZE", 2048)):
-        ld = ld.replace(f"@{key}@", hex(val))
-    script = out / f"{machine}.ld"
+    for key, val in (("FLASH_ORIGIN", build["build"]["ec_flash_origin"]),
+                     ("FLASH_SIZE", hex(build["upload"]["maximum_size"])),
+                     ("RAM_ORIGIN", build["build"]["ec_ram_origin"]),
+                     ("RAM_SIZE", hex(build["upload"]["maximum_ram_size"])),
+                     ("STACK_SIZE", hex(build["build"].get("ec_stack_size", 2048)))):
+        ld = ld.replace(f"@{key}@", val)
+    script = out / f"{board}.ld"
     script.write_text(ld)
-    elf = out / f"harness_{machine}.elf"
-    machine_flags = [f"-mcpu={cpu}", "-mthumb"]
-    _run([need("arm-none-eabi-gcc"), *WARN, "-Os", *machine_flags, f"-DF_CPU={f_cpu}",
-          "-DEC_CORTEXM", "-ffunction-sections", "-fdata-sections", *inc, *srcs,
-          str(CORTEXM / "startup.c"), "-nostartfiles", "--specs=nosys.specs",
-          "-Wl,--gc-sections", "-T", str(script), "-o", str(elf)])
+    return script
+
+
+def cortexm_command(out: Path, board: str, sources: list[str], includes: list[str],
+                    elf: Path, warn: list[str] = WARN) -> list[str]:
+    """The arm-none-eabi-gcc command that links ``sources`` for ``board`` with the shared
+    start-up code: the board platform's machine flags, its linker script."""
+    return [need("arm-none-eabi-gcc"), *warn, "-Os", *platform_for(board).machine_flags(),
+            "-ffunction-sections", "-fdata-sections", *includes, *sources,
+            str(CORTEXM / "startup.c"), "-nostartfiles", "--specs=nosys.specs",
+            "-Wl,--gc-sections", "-T", str(linker_script(out, board)), "-o", str(elf)]
+
+
+def build_cortexm(out: Path, board: str, model_dir: Path = STANDIN) -> Path:
+    srcs, inc = _sources(model_dir, board)
+    elf = out / f"harness_{board}.elf"
+    _run(cortexm_command(out, board, srcs, inc, elf))
     return elf

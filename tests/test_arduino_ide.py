@@ -32,7 +32,7 @@ from edgecompile.codegen.arduino import (
 from edgecompile.errors import CodegenError
 from edgecompile.ir.qmodel import load_qmodel
 from edgecompile.sim.simulator import quantize_inputs
-from tests.models import make_arrays
+from tests.helpers.models import make_arrays
 
 ROOT = Path(__file__).resolve().parents[1]
 EXE = Path(sys.executable).parent / "edgecompile"
@@ -232,6 +232,7 @@ def serial_output(elf: Path, last: str, timeout_s: float = 30.0) -> str:
             os.close(fd)
 
 
+@pytest.mark.slow
 def test_example_sketch_compiles_with_arduino_builder_and_prints_predict_logits(tmp_path):
     """Three libraries (int8 FastGRNN with T*D normalisation and real data, int16 FastRNN with
     saturating data, int16 FastGRNN without normalisation on zeros), each installed from its zip

@@ -1,9 +1,9 @@
 """The real AVR code (16-bit ``int``) under simavr, bit for bit against the simulator.
 
-Host builds that emulate the AVR arithmetic (``-DEC_KERNEL_EMULATE_AVR``) run with a 32-bit
-``int`` and cannot see an expression that overflows ``int`` on AVR. Here every nonlinearity
-pair, both weight widths and the kernel variants are compiled with avr-gcc into one firmware
-image per kernel (tests/c/avr_matrix.c), run once in simavr, and compared with
+Host builds of the AVR library (the C twins of its assembly) run with a 32-bit ``int`` and
+cannot see an expression that overflows ``int`` on AVR. Here every nonlinearity pair, both
+weight widths and both kernels (the fast one at -Os and at the library's own flags) are
+compiled with avr-gcc into one firmware image per kernel (tests/c/avr_matrix.c), run once in simavr, and compared with
 ``edgecompile.sim.simulator.simulate`` on inputs that saturate the pre-activations, so that the gates
 reach z = -16384 / +16384 and every nonlinearity clips.
 """
@@ -21,17 +21,20 @@ import numpy as np
 import pytest
 
 from edgecompile.codegen import render_library
+from edgecompile.codegen.render import BUILD_FLAGS
 from edgecompile.ir.fixedpoint import sat16
 from edgecompile.ir.qmodel import QuantizedModel
 from edgecompile.quant.quantizer import quantize
 from edgecompile.sim.simulator import _mat, simulate
 
 from .cbuild import write_tree
-from .models import make_inputs, make_model
+from .helpers.models import make_inputs, make_model
 
 DRIVER = Path(__file__).resolve().parent / "c" / "avr_matrix.c"
 NLS = {"sigmoid": "sg", "tanh": "th", "quantSigm": "qs", "quantTanh": "qt"}
-KERNELS = {"fast": [], "portable": ["-DEC_KERNEL_PORTABLE"], "reference": ["-DEC_KERNEL_REFERENCE"]}
+#: Kernel flags after the board's -Os: the fast kernel as the board builds it, with the flags of
+#: the library's library.json (what PlatformIO uses), and the reference kernel.
+KERNELS = {"fast": [], "fast-library-flags": BUILD_FLAGS["avr"], "reference": ["-DEC_KERNEL_REFERENCE"]}
 #: avr-gcc flags of every matrix build: the generated library must be clean under -Wconversion.
 AVR_WARN = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-Wconversion", "-Wsign-conversion"]
 #: Shapes cycled through the matrix: dense, low rank (rank <= 5: the AVR row routine in
@@ -111,7 +114,7 @@ def build_image(out: Path, models: list[tuple[str, QuantizedModel]], inputs: dic
     listing = ["#define EC_MATRIX_MODELS(X) \\"]
     jobs, incs = [], []
     for name, qm in models:
-        src = write_tree(render_library(qm, name), out / name) / "src"
+        src = write_tree(render_library(qm, name, backend="avr"), out / name) / "src"
         incs.append(f"-I{src}")
         jobs.append(base + [f"-I{src}", "-c", str(src / f"{name}.c"), "-o", str(out / f"{name}.o")])
         x = inputs[name]
@@ -191,13 +194,8 @@ def test_matrix_reaches_the_extremes(matrix):
             assert u.min() <= -4096 and u.max() >= 4096, (name, what, u.min(), u.max())
 
 
-#: The fast (assembly) and portable kernels in the default tier; the reference kernel (int32
-#: arithmetic throughout) in the slow one.
-KERNEL_PARAMS = [pytest.param("fast"), pytest.param("portable"),
-                 pytest.param("reference", marks=pytest.mark.slow)]
-
-
-@pytest.mark.parametrize("kernel", KERNEL_PARAMS)
+@pytest.mark.slow
+@pytest.mark.parametrize("kernel", ["fast", "fast-library-flags", "reference"])
 def test_nonlinearity_matrix_in_simavr(matrix, kernel, tmp_path):
     """40 models (every gate x update pair of FastGRNN, FastRNN x every update, int8 and int16)
     in one atmega2560 image per kernel, bit-exact with the simulator in every hidden state and logit.
@@ -221,7 +219,7 @@ def test_generated_library_clean_under_wconversion_uno(matrix, kernel, tmp_path)
     models, _ = matrix
     jobs = []
     for name, qm in models:
-        src = write_tree(render_library(qm, name), tmp_path / name) / "src"
+        src = write_tree(render_library(qm, name, backend="avr"), tmp_path / name) / "src"
         jobs.append(["avr-gcc", *AVR_WARN, "-Os", "-mmcu=atmega328p", *KERNELS[kernel], f"-I{src}", "-c",
                      str(src / f"{name}.c"), "-o", str(tmp_path / f"{name}.o")])
     with ThreadPoolExecutor(max_workers=2) as pool:
@@ -246,6 +244,7 @@ def _constants_end(elf: Path) -> int:
     return max(ends)
 
 
+@pytest.mark.slow
 def test_mega2560_constants_just_below_64k_bit_exact(tmp_path):
     """The largest such model that fits (H = 110, about 62 KB of constants) is accepted after
     linking and runs bit-exact in simavr as an atmega2560."""
@@ -264,6 +263,7 @@ def test_mega2560_constants_just_below_64k_bit_exact(tmp_path):
     assert not mismatches([(name, qm)], {name: x}, got)
 
 
+@pytest.mark.slow
 def test_mega2560_constants_past_64k_refused_after_linking(tmp_path):
     """The D = H = 126, C = 40 int16 model linked anyway (straight avr-gcc, no budget): its
     constants cross 0x10000, simavr shows the wrong results LPM gives, and the linked check
@@ -287,13 +287,14 @@ def test_mega2560_constants_past_64k_refused_after_linking(tmp_path):
 
 @pytest.fixture(scope="module")
 def big_checkpoint(tmp_path_factory) -> Path:
-    from .models import make_arrays
+    from .helpers.models import make_arrays
 
     path = tmp_path_factory.mktemp("big") / "big126.npz"
     np.savez(path, **make_arrays(D=126, H=126, C=40, seed=5))
     return path
 
 
+@pytest.mark.slow
 def test_mega2560_past_64k_refused_by_build_cli(big_checkpoint, tmp_path):
     """export writes the project; build refuses it before linking: exit 2, one line naming the
     64 KB LPM limit and what to change, no firmware built. The same model at int8 is accepted

@@ -8,12 +8,13 @@ import subprocess
 import pytest
 from click.testing import CliRunner
 
-from edgecompile.cli.main import main
+from edgecompile.cli import main
 from edgecompile.errors import BoardError
 from edgecompile.resources import resource_dir
 from edgecompile.targets.boards import get_board, list_boards, profile_from_dict
-from edgecompile.targets.budget import BudgetReport, check_budget, classify
+from edgecompile.targets.budget import BudgetReport, check_budget
 from edgecompile.targets.platformio import pio_versions, prepare_core_dir
+from edgecompile.targets.platforms import platform_for, platform_names
 from edgecompile.targets.project import project_files
 
 from .targets_helpers import FIXTURES
@@ -39,12 +40,59 @@ def test_every_required_board_has_a_valid_profile():
         assert get_board(bid).online["platform"] in ("nordicnrf52", "ststm32", "raspberrypi")
 
 
-def test_uno_budget_is_the_issue_budget():
-    uno = get_board("uno")
-    assert (uno.flash_bytes, uno.ram_bytes, uno.stack_reserve_bytes) == (32256, 2048, 512)
-    assert uno.online == {"platform": "atmelavr", "board": "uno"}
-    assert uno.offline_board_json["upload"]["maximum_size"] == 32256
-    assert uno.emulator.kind == "simavr" and uno.upload.tool == "avrdude"
+@pytest.mark.parametrize("board", [b.id for b in list_boards() if b.flash_bytes is not None])
+def test_each_board_budget_reaches_the_linked_size_check(board):
+    """The budget of the board's JSON is what the exported project's offline link checks:
+    PlatformIO's size check reads maximum_size/maximum_ram_size of the project's board file, and
+    the Cortex-M linker script keeps ec_stack_size free."""
+    b = get_board(board)
+    files = project_files(b, "tiny", harness=False)
+    pio_board = json.loads(files[f"boards/{b.offline_board}.json"])
+    assert pio_board["upload"]["maximum_size"] == b.flash_bytes
+    assert pio_board["upload"]["maximum_ram_size"] == b.ram_bytes
+    if b.family == "cortex-m":
+        assert pio_board["build"]["ec_stack_size"] == b.stack_reserve_bytes
+        assert "__stack_size = @STACK_SIZE@" in files[".edgecompile/platform/cortexm/cortexm.ld.in"].decode()
+    over = BudgetReport(b.id, "linked", b.flash_bytes + 1, b.flash_bytes, 0, b.ram_bytes,
+                        b.stack_reserve_bytes)
+    with pytest.raises(BoardError, match=f"the board has {b.flash_bytes} B"):
+        check_budget(over)
+
+
+@pytest.mark.parametrize("board", [b.id for b in list_boards()])
+def test_each_board_platform_accepts_its_json(board):
+    b = get_board(board)
+    platform = platform_for(b)
+    assert b.platform in platform_names()
+    assert b.cycle_counter in platform.cycle_counters
+    if platform.firmware is not None:
+        assert (resource_dir("firmware") / platform.firmware / "ech_hal_config.h").is_file()
+        assert {f"src/{n}" for n in ("ech_main.c", "ech_hal_config.h")} <= set(platform.harness_files())
+    if b.emulator is not None:
+        assert platform.emulator_argv(FIXTURES / "x.elf", 1234)
+
+
+def test_platform_refuses_what_it_does_not_support():
+    rec = json.loads((resource_dir("boards") / "mps2-an385.json").read_text())
+    rec["cycle_counter"] = "timer1"
+    with pytest.raises(BoardError, match="cycle_counter 'timer1' is not one of systick-icount"):
+        platform_for(profile_from_dict(rec))
+    rec["cycle_counter"], rec["platform"] = "systick-icount", "pic32"
+    with pytest.raises(BoardError, match="platform 'pic32' is not one of"):
+        platform_for(profile_from_dict(rec))
+    rec["platform"] = "lm3s"  # an LM3S HAL cannot run the MPS2 machine
+    with pytest.raises(BoardError, match="runs the QEMU machines lm3s6965evb"):
+        platform_for(profile_from_dict(rec))
+
+
+def test_cycle_units_come_from_the_board_platform():
+    qemu = platform_for("mps2-an385").cycle_unit("systick", 25e6, emulated=True)
+    assert (qemu.scale, qemu.hz) == (40.0, None) and "40 per count" in qemu.name
+    assert platform_for("lm3s6965evb").cycle_unit("systick", 50e6, emulated=True).scale == 80.0
+    avr = platform_for("uno").cycle_unit("avr-timer1", 16e6, emulated=True)
+    assert (avr.scale, avr.hz, avr.name) == (1.0, 16e6, "cpu cycles (AVR Timer1), simavr cycle-exact")
+    silicon = platform_for("nucleo_f401re").cycle_unit("dwt-cyccnt", 84e6, emulated=False)
+    assert (silicon.scale, silicon.name) == (1.0, "cpu cycles (DWT CYCCNT)")
 
 
 def test_unknown_board_lists_the_valid_ids():
@@ -96,7 +144,8 @@ def test_project_files_are_deterministic_and_relative():
             assert "/work/" not in text and "/tmp/" not in text and "/home/" not in text, path
     assert json.loads(a["boards/ec_uno.json"])["build"]["mcu"] == "atmega328p"
     assert ".edgecompile/platform/platform.json" in a
-    assert ".edgecompile/platform/cortexm/startup.c" in a
+    assert not any("/cortexm/" in k for k in a)  # the Cortex-M start-up is not an AVR's
+    assert ".edgecompile/platform/cortexm/startup.c" in project_files("mps2-an385", "tiny")
 
 
 def test_project_files_take_the_whole_harness_for_the_family():
@@ -105,7 +154,7 @@ def test_project_files_take_the_whole_harness_for_the_family():
         board = get_board(bid)
         files = project_files(board, "tiny")
         want = {f"src/{p.name}" for p in (fw / "harness").glob("*") if p.suffix in (".c", ".h", ".def")}
-        want |= {f"src/{p.name}" for p in (fw / "hal" / board.hal).glob("*")}
+        want |= {f"src/{p.name}" for p in (fw / platform_for(board).firmware).glob("*")}
         assert want and want == {k for k in files if k.startswith("src/")}
 
 
@@ -141,8 +190,8 @@ def test_core_dir_has_the_scons_shim_and_pinned_appstate(tmp_path):
 def test_section_classification_per_family():
     secs = [(".text", 100), (".progmem.data", 50), (".data", 10), (".rodata", 4), (".bss", 20),
             (".noinit", 2), (".comment", 99), (".debug_info", 500)]
-    assert classify("avr", secs) == (164, 36)
-    assert classify("cortex-m", secs) == (114, 32)  # no PROGMEM on Arm
+    assert platform_for("uno").classify(secs) == (164, 36)
+    assert platform_for("mps2-an385").classify(secs) == (114, 32)  # no PROGMEM on Arm
 
 
 def _report(flash, ram, parts=None):
@@ -163,12 +212,9 @@ def test_budget_refusal_names_what_to_change(tmp_path):
     assert "hidden size" in str(err.value)
 
 
-def test_budget_refusal_suggests_8_bit_weights_for_a_16_bit_library(tmp_path):
-    h = tmp_path / "lib" / "m" / "src" / "m.h"
-    h.parent.mkdir(parents=True)
-    h.write_text("#define M_WEIGHT_BITS 16\n")
+def test_budget_refusal_suggests_8_bit_weights_for_a_16_bit_library():
     with pytest.raises(BoardError, match="--bits 8"):
-        check_budget(_report(40000, 100), tmp_path)
+        check_budget(_report(40000, 100), 16)
 
 
 def _cc(cmd: list[str]) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from edgecompile.cli.main import main
+from edgecompile.cli import main
 from edgecompile.errors import BoardError
 from edgecompile.targets.boards import get_board
 from edgecompile.targets.build import build_project
@@ -126,7 +126,7 @@ def test_build_without_network(tmp_path):
     --offline, strace sees not one inet socket connect."""
     env = dict(os.environ, EDGECOMPILE_OFFLINE="")
     project = export_real(tmp_path / "auto", "uno")
-    cmd = [sys.executable, "-m", "edgecompile.cli.main", "build", str(project)]
+    cmd = [sys.executable, "-m", "edgecompile.cli", "build", str(project)]
     res = subprocess.run(["unshare", "-n", *cmd], capture_output=True, text=True, timeout=300,
                          env=env, cwd=REPO)
     assert res.returncode == 0, res.stdout + res.stderr

@@ -16,7 +16,8 @@ import pytest
 
 from edgecompile.errors import CheckpointError, EdgecompileError
 from edgecompile.frontend.checkpoint import load_checkpoint, model_from_arrays, save_checkpoint
-from tests.models import make_arrays
+from edgecompile.ir.model import FastGRNNParams, FastRNNParams
+from tests.helpers.models import make_arrays
 
 D, H, C, T = 5, 7, 3, 4
 
@@ -69,21 +70,24 @@ def check_against_arrays(model, a: dict[str, np.ndarray]) -> None:
     assert (model.input_dim, model.hidden_dim, model.num_classes) == (D, H, C)
     np.testing.assert_array_equal(model.FC, f64("FC"))
     np.testing.assert_array_equal(model.FCbias, f64("FCbias").reshape(C))
-    if model.cell == "FastGRNN":
-        np.testing.assert_array_equal(model.bias_gate, f64("Bg").reshape(H))
-        np.testing.assert_array_equal(model.bias_update, f64("Bh").reshape(H))
-        assert model.zeta == float(a["zeta"].reshape(())) and model.nu == float(a["nu"].reshape(()))
+    p = model.params
+    if isinstance(p, FastGRNNParams):
+        np.testing.assert_array_equal(p.bias_gate, f64("Bg").reshape(H))
+        np.testing.assert_array_equal(p.bias_update, f64("Bh").reshape(H))
+        assert p.zeta == float(a["zeta"].reshape(())) and p.nu == float(a["nu"].reshape(()))
     else:
-        np.testing.assert_array_equal(model.bias_update, f64("B").reshape(H))
-        assert model.alpha == float(a["alpha"].reshape(()))
-        assert model.beta == float(a["beta"].reshape(()))
+        assert isinstance(p, FastRNNParams)
+        np.testing.assert_array_equal(p.bias, f64("B").reshape(H))
+        assert p.alpha == float(a["alpha"].reshape(()))
+        assert p.beta == float(a["beta"].reshape(()))
     if "mean" in a:
         np.testing.assert_array_equal(model.mean, f64("mean").reshape(-1))
         np.testing.assert_array_equal(model.std, f64("std").reshape(-1))
         assert model.seq_len == (T if a["mean"].size == T * D else None)
     else:
         assert model.mean is None and model.std is None and model.seq_len is None
-    expected_gate = str(a["gate_nonlinearity"]) if "gate_nonlinearity" in a else "sigmoid"
+    expected_gate = (str(a["gate_nonlinearity"]) if "gate_nonlinearity" in a
+                     else "sigmoid" if model.cell == "FastGRNN" else None)
     expected_update = str(a["update_nonlinearity"]) if "update_nonlinearity" in a else "tanh"
     assert (model.gate_nl, model.update_nl) == (expected_gate, expected_update)
 

@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from edgecompile.cli.main import main
+from edgecompile.cli import main
 from edgecompile.frontend.checkpoint import model_from_arrays
 from edgecompile.reference import forward
-from tests.models import make_arrays
+from tests.helpers.models import make_arrays
 
 EXE = Path(sys.executable).parent / "edgecompile"
 D, H, C, T = 4, 6, 3, 5

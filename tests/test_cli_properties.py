@@ -24,7 +24,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.models import make_arrays
+from tests.helpers.models import make_arrays
 
 EXE = Path(sys.executable).parent / "edgecompile"
 D, H, C, T, N = 3, 5, 3, 4, 3
@@ -259,12 +259,14 @@ def check_data(how: str, role: str, where: float, garbage: bytes, command: str, 
         run_command(d, command, model, data, calib, d / "y.npy")
 
 
+@pytest.mark.slow
 @DEFAULT
 @given(spec=checkpoints(), command=st.sampled_from(COMMANDS), with_calib=st.booleans())
 def test_mutated_checkpoints(spec: dict, command: str, with_calib: bool) -> None:
     check_checkpoint(spec, command, with_calib)
 
 
+@pytest.mark.slow
 @DEFAULT
 @given(how=st.sampled_from(DATA_MUTATIONS), role=st.sampled_from(["data", "calib"]),
        where=st.floats(0, 1), garbage=st.binary(min_size=1, max_size=32),
@@ -273,14 +275,14 @@ def test_mutated_data(how: str, role: str, where: float, garbage: bytes, command
     check_data(how, role, where, garbage, command, labels)
 
 
-@pytest.mark.slow
+@pytest.mark.slowest
 @MORE
 @given(spec=checkpoints(), command=st.sampled_from(COMMANDS), with_calib=st.booleans())
 def test_mutated_checkpoints_more(spec: dict, command: str, with_calib: bool) -> None:
     check_checkpoint(spec, command, with_calib)
 
 
-@pytest.mark.slow
+@pytest.mark.slowest
 @MORE
 @given(how=st.sampled_from(DATA_MUTATIONS), role=st.sampled_from(["data", "calib"]),
        where=st.floats(0, 1), garbage=st.binary(min_size=1, max_size=32),
@@ -289,6 +291,7 @@ def test_mutated_data_more(how: str, role: str, where: float, garbage: bytes, co
     check_data(how, role, where, garbage, command, labels)
 
 
+@pytest.mark.slow
 def test_special_paths_in_every_role() -> None:
     """Not generated but exhaustive: every command x every input role x special file kinds."""
     with tempfile.TemporaryDirectory() as tmp:

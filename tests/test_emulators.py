@@ -13,24 +13,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgecompile.emulators.process import (
-    QEMU_INSTRUCTIONS_PER_SYSTICK,
-    emulate,
-    run_native,
-    run_qemu,
-    run_simavr,
-)
+from edgecompile.emulators.process import emulate, run_native, run_qemu, run_simavr
 from edgecompile.errors import CheckFailed
 from edgecompile.link.client import Client
-from edgecompile.pipeline.verify import run_parity
+from edgecompile.targets.platforms import platform_for
+from edgecompile.verify.parity import run_parity
 
 from . import harness_build as hb
-from . import standin
-from .models import make_inputs, make_model
+from .helpers import standin
+from .helpers.models import make_inputs, make_model
 
 pytestmark = pytest.mark.slow
 
 BOARDS = ["native", "simavr", "lm3s6965evb", "mps2-an385", "mps2-an386", "mps2-an500"]
+#: The kernel backend of each board's library.
+BACKEND = {"native": "native", "simavr": "avr", "lm3s6965evb": "armv7m", "mps2-an385": "armv7m",
+           "mps2-an386": "armv7em", "mps2-an500": "armv7em"}
 MODELS = {
     "dense": dict(D=6, H=8, C=4),
     "lowrank_sparse": dict(D=8, H=16, C=5, wrank=3, urank=4, sparsity=0.5),
@@ -63,18 +61,21 @@ def libraries(tmp_path_factory):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 qm = quantize(fm, bits, X)
-            for rel, data in render_library(qm, "mdl").items():
-                path = root / f"{name}{bits}" / rel
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_bytes(data)
-            libs[(name, bits)] = (root / f"{name}{bits}" / "src", fm, qm, X)
+            for backend in set(BACKEND.values()):
+                for rel, data in render_library(qm, "mdl", backend=backend).items():
+                    path = root / backend / f"{name}{bits}" / rel
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.write_bytes(data)
+                libs[(backend, name, bits)] = (root / backend / f"{name}{bits}" / "src", fm, qm, X)
     return libs
 
 
 @pytest.mark.parametrize("board", BOARDS)
 def test_generated_models_bit_exact(board, libraries, tmp_path):
     """Dense, low-rank + sparse and FastRNN models at int8 and int16 agree bit for bit."""
-    for (name, bits), (src, fm, qm, X) in libraries.items():
+    for (backend, name, bits), (src, fm, qm, X) in libraries.items():
+        if backend != BACKEND[board]:
+            continue
         out = tmp_path / f"{name}{bits}"
         out.mkdir()
         with start(board, out, src) as emu:
@@ -82,9 +83,7 @@ def test_generated_models_bit_exact(board, libraries, tmp_path):
             try:
                 client = Client(port)
                 client.handshake()
-                machine = board if board not in ("native", "simavr") else None
-                report = run_parity(client, qm, X, emulator=emu.kind, machine=machine,
-                                    expected_sha256=fm.sha256, trace=True)
+                report = run_parity(client, qm, X, expected_sha256=fm.sha256, trace=True)
             finally:
                 port.close()
         assert report.ok, (name, bits, report.render())
@@ -94,7 +93,7 @@ def test_generated_models_bit_exact(board, libraries, tmp_path):
 
 
 def test_wrong_model_hash_is_a_failed_check(libraries, tmp_path):
-    src, fm, qm, X = libraries[("dense", 8)]
+    src, fm, qm, X = libraries[("native", "dense", 8)]
     with start("native", tmp_path, src) as emu:
         port = emu.open()
         client = Client(port)
@@ -193,7 +192,7 @@ def test_no_orphan_process_on_failure(board, exc, tmp_path):
 def test_emulate_context_manager_and_startup_time(tmp_path):
     elf = hb.build_avr(tmp_path)
     t0 = time.monotonic()
-    with emulate("simavr", elf) as emu:
+    with emulate("uno", elf) as emu:
         assert emu.startup_s is not None and emu.startup_s < 5
         port = emu.open()
         client = Client(port)
@@ -207,23 +206,16 @@ def test_emulate_context_manager_and_startup_time(tmp_path):
     assert first_reply < 5 and rtt < 0.1
 
 
-@pytest.mark.parametrize("machine", sorted(QEMU_INSTRUCTIONS_PER_SYSTICK))
-def test_qemu_systick_calibration(machine, tmp_path):
-    """The instructions-per-SysTick-count table that verify reports cycles with is right."""
-    family, cpu, f_cpu, (fo, fs), (ro, rs) = hb.QEMU_BOARDS[machine]
-    ld = (hb.CORTEXM / "cortexm.ld.in").read_text()
-    for key, val in (("FLASH_ORIGIN", fo), ("FLASH_SIZE", fs), ("RAM_ORIGIN", ro),
-                     ("RAM_SIZE", rs), ("STACK_SIZE", 2048)):
-        ld = ld.replace(f"@{key}@", hex(val))
-    (tmp_path / "cal.ld").write_text(ld)
-    elf = tmp_path / "cal.elf"
+@pytest.mark.parametrize("board", hb.QEMU_BOARDS)
+def test_qemu_systick_calibration(board, tmp_path):
+    """The instructions-per-SysTick-count calibration that each QEMU board's platform reports
+    cycles with is right."""
+    fam = hb.family_dir(board)
     cal = Path(__file__).resolve().parent / "fixtures" / "cal" / "systick_cal.c"
-    subprocess.run([hb.need("arm-none-eabi-gcc"), "-Os", f"-mcpu={cpu}", "-mthumb",
-                    f"-DF_CPU={f_cpu}", f"-I{hb.HARNESS}", f"-I{hb.HAL / family}", str(cal),
-                    *map(str, sorted((hb.HAL / family).glob("*.c"))),
-                    str(hb.CORTEXM / "startup.c"), "-nostartfiles", "--specs=nosys.specs",
-                    "-T", str(tmp_path / "cal.ld"), "-o", str(elf)], check=True)
-    with run_qemu(elf, machine) as emu:
+    elf = tmp_path / "cal.elf"
+    subprocess.run(hb.cortexm_command(tmp_path, board, [str(cal), *map(str, sorted(fam.glob("*.c")))],
+                                      [f"-I{hb.HARNESS}", f"-I{fam}"], elf, warn=[]), check=True)
+    with run_qemu(elf, board) as emu:
         port = emu.open()
         port.timeout = 5
         for _ in range(2):  # the second reading runs from the translation cache
@@ -231,7 +223,9 @@ def test_qemu_systick_calibration(machine, tmp_path):
             line = port.readline()
         port.close()
     counts = int(line, 16)
-    assert abs(200_000 / counts - QEMU_INSTRUCTIONS_PER_SYSTICK[machine]) < 0.5
+    unit = platform_for(board).cycle_unit("systick", 25e6, emulated=True)
+    assert unit.hz is None  # instructions, not time
+    assert abs(200_000 / counts - unit.scale) < 0.5
 
 
 def test_avr_timer1_extension_across_overflows(tmp_path):

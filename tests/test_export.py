@@ -1,4 +1,4 @@
-"""``edgecompile export`` (issue 4): layout, determinism, atomicity, refusal, manifest, CLI."""
+"""``edgecompile export``: layout, determinism, atomicity, refusal, manifest, CLI."""
 
 from __future__ import annotations
 
@@ -11,16 +11,18 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from edgecompile.cli.main import main
-from edgecompile.errors import BoardError, CodegenError
+from edgecompile.cli import main
+from edgecompile.errors import BoardError, CodegenError, DataError
 from edgecompile.frontend.checkpoint import load_checkpoint, save_checkpoint
 from edgecompile.ir.qmodel import load_qmodel
 from edgecompile.pipeline import export
-from edgecompile.pipeline.export import MANIFEST, export_project
+from edgecompile.pipeline.export import export_project
 from edgecompile.sim.simulator import simulate
+from edgecompile.targets.manifest import MANIFEST_FILE as MANIFEST
+from edgecompile.targets.manifest import read_manifest
 
 from .cbuild import PLAIN, build_driver, run_driver
-from .models import make_inputs, make_model
+from .helpers.models import make_inputs, make_model
 
 
 def tree(root: Path) -> dict[str, bytes]:
@@ -58,7 +60,8 @@ def test_export_layout_manifest_and_determinism(ckpt, tmp_path, board):
     assert manifest["board"] == board and manifest["bits"] == 8 and manifest["name"] == "kws_v2"
     assert manifest["model_sha256"] == qm.source_sha256 and len(qm.source_sha256) == 64
     assert manifest["quantization"]["summary"] == qm.summary()
-    assert manifest["qmodel"] == "model.qmodel.json"
+    assert manifest["qmodel"] == "model.qmodel.json" and manifest["qmodel_sha256"] == qm.quantized_sha256()
+    assert read_manifest(tmp_path / "a").to_json() == manifest
     assert set(manifest["files"]) == set(a) - {"edgecompile-manifest.json"}
     for rel, digest in manifest["files"].items():
         assert hashlib.sha256(a[rel]).hexdigest() == digest, rel
@@ -180,3 +183,75 @@ def test_default_output_dir(ckpt, tmp_path, monkeypatch):
     assert r.exit_code == 0, r.output
     assert (tmp_path / "kws_v2_native" / "lib" / "kws_v2" / "src" / "kws_v2.c").is_file()
     assert os.path.isfile(tmp_path / "kws_v2_native" / "edgecompile-manifest.json")
+
+
+def test_export_json_report(ckpt, tmp_path):
+    model, X = ckpt
+    r = run("export", model, "--board", "uno", "--calib", X, "-o", tmp_path / "p", "--json", tmp_path / "r.json")
+    assert r.exit_code == 0, r.output
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["out_dir"] == str(tmp_path / "p") and report["board"] == "uno" and report["name"] == "kws_v2"
+    assert report["manifest"] == json.loads((tmp_path / "p" / MANIFEST).read_text())
+
+
+@pytest.mark.parametrize(("change", "named"), [
+    (lambda m: m.pop("bits"), "no 'bits'"),
+    (lambda m: m.update(bits=12), "'bits' must be 8 or 16"),
+    (lambda m: m.update(bits="8"), "'bits' must be 8 or 16"),
+    (lambda m: m.update(board=None), "'board' must be a board id"),
+    (lambda m: m.update(qmodel="../q.json"), "'qmodel' names '../q.json'"),
+    (lambda m: m.update(qmodel_sha256="x"), "'qmodel_sha256' must be a sha256"),
+    (lambda m: m.pop("checkpoint"), "no 'checkpoint'"),
+    (lambda m: m.update(manifest_version=1), "manifest version 1, this edgecompile reads version 2"),
+    (lambda m: m.update(generator="other"), "not written by edgecompile"),
+    (lambda m: m["files"].update({"/etc/passwd": "0" * 64}), "'files' lists '/etc/passwd'"),
+    (lambda m: m["quantization"].pop("hid_frac"), "quantization: no 'hid_frac'"),
+])
+def test_read_manifest_names_what_is_wrong(ckpt, tmp_path, change, named):
+    model, _ = ckpt
+    export_project(model, "uno", out_dir=tmp_path / "p")
+    path = tmp_path / "p" / MANIFEST
+    manifest = json.loads(path.read_text())
+    change(manifest)
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(DataError, match="^" + str(path).replace(".", r"\.") + ": ") as err:
+        read_manifest(tmp_path / "p")
+    assert named in str(err.value) and "\n" not in str(err.value)
+
+
+def test_build_and_flash_read_the_manifest(ckpt, tmp_path):
+    model, _ = ckpt
+    export_project(model, "uno", out_dir=tmp_path / "p")
+    (tmp_path / "p" / MANIFEST).unlink()
+    for args in (["build", tmp_path / "p", "--offline"], ["flash", tmp_path / "p", "--port", "/dev/null"]):
+        r = run(*args)
+        assert r.exit_code == 2 and "has no edgecompile-manifest.json" in r.output, r.output
+    assert not (tmp_path / "p" / ".pio").exists()
+
+
+def test_library_metadata_comes_from_export_options(ckpt, tmp_path):
+    model, _ = ckpt
+    r = run("export", model, "--board", "uno", "-o", tmp_path / "plain")
+    assert r.exit_code == 0, r.output
+    meta = json.loads((tmp_path / "plain/lib/kws_v2/library.json").read_text())
+    props = (tmp_path / "plain/lib/kws_v2/library.properties").read_text()
+    assert "license" not in meta and meta["authors"] == [{"name": "unspecified"}]
+    assert meta["version"] == "1.0.0" and "author=unspecified\n" in props and "url=\n" in props
+    r = run("export", model, "--board", "uno", "-o", tmp_path / "named", "--library-version", "2.3.4",
+            "--library-author", "Jane Doe", "--library-license", "Apache-2.0", "--library-url",
+            "https://example.org/kws")
+    assert r.exit_code == 0, r.output
+    meta = json.loads((tmp_path / "named/lib/kws_v2/library.json").read_text())
+    props = (tmp_path / "named/lib/kws_v2/library.properties").read_text()
+    assert (meta["version"], meta["license"], meta["homepage"]) == ("2.3.4", "Apache-2.0", "https://example.org/kws")
+    assert meta["authors"] == [{"name": "Jane Doe"}]
+    assert "version=2.3.4\n" in props and "author=Jane Doe\n" in props and "url=https://example.org/kws\n" in props
+
+
+@pytest.mark.parametrize("option, value", [("--library-version", "1.x"), ("--library-author", "a\nb"),
+                                           ("--library-author", " ")])
+def test_bad_library_metadata_is_refused_before_any_work(ckpt, tmp_path, option, value):
+    model, _ = ckpt
+    r = run("export", model, "--board", "uno", "-o", tmp_path / "p", option, value)
+    assert r.exit_code == 2 and not (tmp_path / "p").exists()
+    assert r.output.count("\n") == 1 and "library" in r.output

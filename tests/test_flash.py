@@ -10,7 +10,7 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from edgecompile.cli.main import main
+from edgecompile.cli import main
 from edgecompile.errors import BoardError, BuildError, LinkError
 from edgecompile.targets.flash import SimulatedUno, check_port, flash_project, hex_to_bin
 
@@ -67,7 +67,20 @@ def test_busy_port_names_the_process(tmp_path):
 
 def test_emulated_boards_are_not_flashed(tmp_path):
     project = make_project(tmp_path, "mps2-an385")
-    with pytest.raises(BoardError, match="emulator"):
+    with pytest.raises(BoardError, match=r"exists only in QEMU \(mps2-an385\).*verify --emulate"):
+        flash_project(project, "/dev/null", echo=None)
+    res = CliRunner().invoke(main, ["flash", str(project), "--port", "/dev/null", "--offline"])
+    assert res.exit_code == 2 and "exists only in QEMU" in res.output
+    assert not (project / ".pio").exists()
+    native = make_project(tmp_path, "native")
+    with pytest.raises(BoardError, match="runs on this computer"):
+        flash_project(native, "/dev/null", echo=None)
+
+
+def test_offline_upload_only_where_the_platform_has_one(tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGECOMPILE_OFFLINE", "1")
+    project = make_project(tmp_path, "nucleo_f401re", harness=False)
+    with pytest.raises(BoardError, match="needs stlink from the online PlatformIO environment"):
         flash_project(project, "/dev/null", echo=None)
 
 

@@ -31,11 +31,12 @@ def _seeds() -> list[bytes]:
     return [b"\x00" + encode_frame(frames[0]) + encode_frame(f) for f in frames]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("steps_per_frame", [1, 64])
 def test_libfuzzer_frame_parser(tmp_path, steps_per_frame):
     clang = hb.need("clang")
     exe = tmp_path / "ech_fuzz"
-    inc = [f"-I{hb.HARNESS}", f"-I{hb.HAL / 'native'}", f"-I{hb.STANDIN}"]
+    inc = [f"-I{hb.HARNESS}", f"-I{hb.FIRMWARE / 'native'}", f"-I{hb.STANDIN}"]
     build = subprocess.run(
         [clang, "-g", "-O1", "-std=c99", "-Wall", "-Wextra", "-Werror",
          "-fsanitize=fuzzer,address,undefined", "-fno-sanitize-recover=all",

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.models import make_arrays
+from tests.helpers.models import make_arrays
 
 EXE = Path(sys.executable).parent / "edgecompile"
 D, H, C, T = 4, 6, 3, 5
@@ -316,7 +316,7 @@ def test_unexpected_exception_is_an_internal_error(tmp_path: Path) -> None:
     script = ("import sys, edgecompile.frontend.checkpoint as c\n"
               "def broken(path): raise RuntimeError('broken\\nloader')\n"
               "c.load_checkpoint = broken\n"
-              "from edgecompile.cli.main import main\n"
+              "from edgecompile.cli import main\n"
               "sys.argv[0] = 'edgecompile'\n"
               "main()\n")
     base = [sys.executable, "-c", script]

@@ -5,6 +5,7 @@ link messages of ``verify --port`` on pty pairs played by a thread."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -19,7 +20,7 @@ from edgecompile.ir.qmodel import load_qmodel
 from edgecompile.link import protocol as pr
 from edgecompile.link.framing import encode_frame
 
-from .test_link import PtyDevice, flipped_reply, info_body
+from .helpers.ptydevice import PtyDevice, flipped_reply, info_body
 
 EXE = Path(sys.executable).parent / "edgecompile"
 TINY = Path(__file__).resolve().parent.parent / "examples" / "tiny"
@@ -63,6 +64,7 @@ def data(tmp_path_factory) -> dict[str, Path]:
     return {"dir": d, "X": d / "X.npy", "a": d / "calib_a.npy", "b": d / "calib_b.npy"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("board", ["uno", "mps2-an385"])
 def test_stale_build_on_the_board_is_named_not_a_parity_failure(data, board):
     d = data["dir"] / board
@@ -106,6 +108,8 @@ def test_identity_is_in_the_generated_binding(data):
                "-o", out).returncode == 0
     text = (out / "lib" / "model" / "src" / "edgecompile_model.h").read_text()
     assert f'#define ECM_QMODEL_SHA256 "{qsha(out)}"' in text
+    manifest = json.loads((out / "edgecompile-manifest.json").read_text())
+    assert manifest["qmodel_sha256"] == qsha(out)  # what verify expects the board to report
     # the same model, quantized the same way, read back from its JSON: the same identity
     again = data["dir"] / "binding2"
     assert cli("export", out / "model.qmodel.json", "--board", "uno", "-o",

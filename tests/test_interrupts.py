@@ -28,7 +28,7 @@ from edgecompile.frontend.checkpoint import model_from_arrays
 from edgecompile.hosttools import group_alive, spawn, stop_group
 from edgecompile.targets.flash import SimulatedUno, port_holders
 
-from .models import make_arrays, make_inputs
+from .helpers.models import make_arrays, make_inputs
 
 EDGECOMPILE = str(Path(sys.executable).with_name("edgecompile"))
 #: The command must exit this soon after the signal.
@@ -250,6 +250,7 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 # ------------------------------------------------------------------------------ build
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["INT", "TERM"])
 @pytest.mark.parametrize("moment", ["platformio-starting", "compiling"])
 def test_build_interrupted(work: dict[str, Path], sig: signal.Signals, moment: str) -> None:
@@ -266,6 +267,7 @@ def test_build_interrupted(work: dict[str, Path], sig: signal.Signals, moment: s
 
 # ----------------------------------------------------------------------------- verify
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["INT", "TERM"])
 @pytest.mark.parametrize("board,program", [("uno", "simavr_host"),
                                            ("mps2-an385", "qemu-system-arm")])

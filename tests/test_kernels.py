@@ -1,13 +1,11 @@
-"""Fast kernels (issue 7): every kernel variant equals the simulator bit for bit.
+"""Kernels: every backend's fast kernel and the reference kernel equal the simulator bit for bit.
 
-The default kernel (offset-binary AVR assembly, SMLAD on Cortex-M with DSP, plain C elsewhere)
-is what tests/test_codegen.py compiles on the host. Here:
-- host builds of the other variants: the reference kernel (``-DEC_KERNEL_REFERENCE``) and the AVR
-  and DSP arithmetic in portable C (``-DEC_KERNEL_EMULATE_AVR`` / ``_DSP``), which checks the
-  offset-binary corrections, the byte-split shifts and the SMLAD/SXTB16 pairing on many models;
-- the real AVR assembly under simavr and the real SMLAD path under QEMU (Cortex-M4/M7), plus the
-  plain-C fallback on AVR (``-DEC_KERNEL_PORTABLE``, ``-DEC_KERNEL_REFERENCE``): built with
-  PlatformIO offline and checked with ``verify --emulate --trace`` (every hidden state).
+- Host builds of each backend's library, fast and reference (``-DEC_KERNEL_REFERENCE``): on the
+  host the AVR and DSP libraries run the C twins of their assembly and intrinsics, which checks
+  the offset-binary corrections, the byte-split shifts and the SMLAD/SXTB16 pairing on many models;
+- the real AVR assembly under simavr and the real Cortex-M code under QEMU (M3, M4/M7), plus the
+  reference kernel on AVR: built with PlatformIO offline and checked with
+  ``verify --emulate --trace`` (every hidden state).
 """
 
 from __future__ import annotations
@@ -25,22 +23,23 @@ from edgecompile.codegen import render_library
 from edgecompile.sim.simulator import simulate
 
 from .cbuild import PLAIN, SANITIZE, build_driver, run_driver
-from .models import make_inputs, make_model
-from .test_codegen import (
+from .helpers.codegen import (
     EXPLICIT,
     HYPO,
     NLS,
     PHASES,
     SLOW_OK,
-    _probe_model,
     assert_bit_exact,
     int_inputs,
+    probe_model,
     quantized,
     random_qmodels,
 )
+from .helpers.models import make_inputs, make_model
 
-VARIANTS = {"reference": ["-DEC_KERNEL_REFERENCE"], "emulate-avr": ["-DEC_KERNEL_EMULATE_AVR"],
-            "emulate-dsp": ["-DEC_KERNEL_EMULATE_DSP"], "portable": ["-DEC_KERNEL_PORTABLE"]}
+BACKENDS = ("avr", "armv7em", "armv7m", "armv6m", "native")
+KERNELS = {"fast": [], "reference": ["-DEC_KERNEL_REFERENCE"]}
+VARIANTS = {f"{b}-{k}": (b, flags) for b in BACKENDS for k, flags in KERNELS.items()}
 CELLS = {  # the benchmark shapes (benchmarks/bench_kernels.py) and a few edges
     "lowrank-r5-int8": dict(bits=8, D=16, H=32, C=10, wrank=5, urank=5),
     "lowrank-r5-int16": dict(bits=16, D=16, H=32, C=10, wrank=5, urank=5),
@@ -59,32 +58,37 @@ def test_kernel_variants_bit_exact(case, variant):
     cfg = CELLS.get(case) or EXPLICIT[case]
     qm = quantized(**cfg)
     x = int_inputs(np.random.default_rng(11), 4, qm.seq_len or 6, qm.input_dim)
-    assert_bit_exact(qm, x, PLAIN + VARIANTS[variant])
+    backend, flags = VARIANTS[variant]
+    assert_bit_exact(qm, x, PLAIN + flags, backend)
 
 
-@pytest.mark.parametrize("variant", ["emulate-avr", "emulate-dsp"])
+@pytest.mark.parametrize("variant", ["avr-fast", "armv7em-fast", "avr-reference"])
 def test_kernel_variants_sanitized(variant):
-    """UBSan/ASan over the emulated paths (unsigned wrap-around is intended, signed is not)."""
+    """UBSan/ASan over the C twins (unsigned wrap-around is intended, signed is not)."""
+    backend, flags = VARIANTS[variant]
     for cfg in (CELLS["lowrank-r5-int8"], CELLS["full-int16"], CELLS["wide-300-int16-lowrank"]):
         qm = quantized(**cfg)
-        assert_bit_exact(qm, int_inputs(np.random.default_rng(3), 2, 4, qm.input_dim), SANITIZE + VARIANTS[variant])
+        assert_bit_exact(qm, int_inputs(np.random.default_rng(3), 2, 4, qm.input_dim), SANITIZE + flags, backend)
 
 
+@pytest.mark.slow
 @HYPO
 @given(qm=random_qmodels(), seed=st.integers(0, 2**32 - 1), variant=st.sampled_from(sorted(VARIANTS)))
 def test_kernel_variants_random_qmodels(qm, seed, variant):
     """Extreme formats (negative shifts, Q15 state, saturation, all-zero and sparse factors)."""
     x = int_inputs(np.random.default_rng(seed), 3, 3, qm.input_dim)
-    assert_bit_exact(qm, x, PLAIN + VARIANTS[variant])
+    backend, flags = VARIANTS[variant]
+    assert_bit_exact(qm, x, PLAIN + flags, backend)
 
 
+@pytest.mark.slow
 @settings(max_examples=4, deadline=None, phases=PHASES, suppress_health_check=SLOW_OK)
 @given(half=st.sampled_from([0, 1]), nl=st.sampled_from(NLS))
 def test_reference_nonlinearities_exhaustive(half, nl):
     """The exhaustive nonlinearity test of test_codegen runs the fast kernel: here the reference."""
     u = np.arange(-32768, 0) if half == 0 else np.arange(0, 32768)
-    qm = _probe_model(nl, u)
-    exe = build_driver(render_library(qm, "m"), PLAIN + VARIANTS["reference"])
+    qm = probe_model(nl, u)
+    exe = build_driver(render_library(qm, "m", backend="native"), PLAIN + KERNELS["reference"])
     states, _, _, _ = run_driver(exe, np.zeros((1, 1, 1), np.int16), qm.hidden_dim, 1)
     _, exp_states = simulate(qm, np.zeros((1, 1, 1), np.int16), return_states=True)
     np.testing.assert_array_equal(states[0, 0], exp_states[0, 0])
@@ -93,7 +97,7 @@ def test_reference_nonlinearities_exhaustive(half, nl):
 # --- the real assembly / DSP code under emulators ---------------------------------------------
 
 EMULATED = [  # (board, bits, shape, extra define)
-    ("uno", 8, "lr", None), ("uno", 16, "full", None), ("uno", 8, "full", "EC_KERNEL_PORTABLE"),
+    ("uno", 8, "lr", None), ("uno", 16, "full", None), ("mps2-an385", 8, "full", None),
     ("uno", 16, "lr", "EC_KERNEL_REFERENCE"), ("uno", 8, "wide", None), ("uno", 16, "wide", None),
     ("mps2-an386", 8, "lr", None), ("mps2-an386", 16, "full", None), ("mps2-an500", 8, "full", None),
     ("uno", 8, "usps", None), ("uno", 8, "qnl", None), ("uno", 16, "rnn", None),
@@ -134,7 +138,7 @@ def test_kernels_on_emulators(tmp_path, monkeypatch, board, bits, shape, define)
     from edgecompile.pipeline.verify import verify_project
     from edgecompile.quant.quantizer import quantize
 
-    tool = {"uno": "simavr", "mps2-an386": "qemu-system-arm", "mps2-an500": "qemu-system-arm"}[board]
+    tool = "simavr" if board == "uno" else "qemu-system-arm"
     if shutil.which(tool) is None and tool != "simavr":
         pytest.skip(f"{tool} not installed")
     monkeypatch.setenv("EDGECOMPILE_OFFLINE", "1")
@@ -147,14 +151,9 @@ def test_kernels_on_emulators(tmp_path, monkeypatch, board, bits, shape, define)
         qm = quantize(fm, bits, X if calib is None else calib)
     proj = tmp_path / "proj"
     export_project(qm, board, out_dir=proj, name="kern")
-    if shape == "usps":  # the path under test: rank-5 rows in registers, the shift in assembly
-        assert "then >> 7" in (proj / "lib" / "kern" / "src" / "kern.c").read_text()
-    # the per-unit asm (FastGRNN, sigmoid gate, tanh update, residual shift 0 or -1) runs where generated
-    unit_asm = (qm.cell == "FastGRNN" and qm.gate_nl == "sigmoid" and qm.update_nl == "tanh"
-                and qm.residual_shift in (0, -1))
-    assert ("_unit_avr(pre" in (proj / "lib" / "kern" / "src" / "kern.c").read_text()) == unit_asm
-    if shape == "usps":
-        assert unit_asm
+    if shape == "usps":  # the paths under test: rank-5 rows in registers, the shift and the unit update in asm
+        source = (proj / "lib" / "kern" / "src" / "kern.c").read_text()
+        assert "then >> 7" in source and "_unit_avr(pre" in source
     if define:
         ini = proj / "platformio.ini"
         ini.write_text(ini.read_text().replace("build_flags =\n", f"build_flags =\n    -D{define}\n", 1))

@@ -3,14 +3,9 @@ native process on a pty, with garbage, corrupted bytes and a lost session inject
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import select
-import struct
-import threading
 import time
-import tty
 
 import numpy as np
 import pytest
@@ -27,7 +22,8 @@ from edgecompile.link.framing import BadFrame, FrameReader, crc16, encode_frame
 from edgecompile.link.timeouts import Timeouts
 
 from . import harness_build as hb
-from . import standin
+from .helpers import standin
+from .helpers.ptydevice import PtyDevice, flipped_reply, info_body
 
 
 @pytest.fixture(scope="module")
@@ -196,72 +192,6 @@ def test_step_timeout_is_bounded(native_exe):
 
 QUICK = Timeouts(handshake_window_s=1.0, handshake_reply_s=0.25, reply_base_s=0.3,
                  bad_frame_grace_s=0.1)
-
-
-def info_body(proto: int = pr.PROTO_VERSION, qsha: bytes = bytes(range(32))) -> bytes:
-    """A well-formed INFO reply body (protocol v1 bodies end before the quantized hash)."""
-    body = (b"EC" + bytes((proto, 0, 2, 0)) + struct.pack("<HHHHHBBI", 91, standin.D, standin.H,
-                                                         standin.C, 0, 8, 4, 10**9)
-            + bytes.fromhex(standin.SHA256) + struct.pack("<H", 64))
-    return body + (qsha if proto >= 2 else b"")
-
-
-class PtyDevice:
-    """The far end of a pty pair, played by a thread: it either chatters on its own (``chatter``
-    returns bytes to send every 50 ms) or answers every request frame (``answer`` maps the
-    request payload to the bytes to send back)."""
-
-    def __init__(self, chatter=None, answer=None):
-        self.master, self.slave = os.openpty()
-        tty.setraw(self.slave)
-        os.set_blocking(self.master, False)
-        self.path = os.ttyname(self.slave)
-        self.chatter, self.answer = chatter, answer
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join(5)
-        os.close(self.master)
-        os.close(self.slave)
-
-    def _send(self, data: bytes) -> None:
-        with contextlib.suppress(BlockingIOError, OSError):
-            os.write(self.master, data)
-
-    def _run(self) -> None:
-        reader = FrameReader()
-        while not self.stop.is_set():
-            ready, _, _ = select.select([self.master], [], [], 0.05)
-            if ready:
-                try:
-                    data = os.read(self.master, 4096)
-                except (BlockingIOError, OSError):
-                    data = b""
-                for item in reader.feed(data):
-                    if self.answer is not None and isinstance(item, bytes):
-                        self._send(self.answer(item))
-            if self.chatter is not None:
-                self._send(self.chatter())
-
-
-def flipped_reply(body_of=lambda req: info_body()):
-    """Answers each request with its reply, one payload bit flipped after the CRC was taken:
-    what a noisy line does to a good frame."""
-    rng = np.random.default_rng(5)
-
-    def answer(req: bytes) -> bytes:
-        payload = bytearray(bytes((req[0] | pr.REPLY_BIT, req[1], 0)) + body_of(req))
-        crc = crc16(bytes(payload))
-        payload[int(rng.integers(len(payload)))] ^= 1 << int(rng.integers(8))
-        return b"\x00" + cobs.encode(bytes(payload) + crc.to_bytes(2, "little")) + b"\x00"
-
-    return answer
 
 
 def handshake_error(dev: PtyDevice) -> str:

@@ -29,7 +29,7 @@ from edgecompile.pipeline import export
 from edgecompile.pipeline.export import export_project, project_tree, write_project
 from edgecompile.quant.quantizer import quantize
 
-from .models import make_inputs, make_model
+from .helpers.models import make_inputs, make_model
 
 EXE = Path(sys.executable).parent / "edgecompile"
 C = 3
@@ -136,6 +136,7 @@ def test_fifo_is_written_through_and_stays_a_fifo(data: Path, tmp_path: Path, cm
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.fifo"]  # no temporary file left
 
 
+@pytest.mark.slow
 def test_fifo_that_nobody_reads_fails_in_one_line_without_hanging(tmp_path: Path) -> None:
     fifo = tmp_path / "out.fifo"
     os.mkfifo(fifo)
@@ -424,6 +425,7 @@ def test_api_refuses_the_cwd_and_empty(two_trees, tmp_path: Path, monkeypatch) -
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_build_and_verify_json_to_stdout_then_force_after_a_real_build(data: Path, tmp_path: Path) -> None:
     fw = tmp_path / "fw"
     assert run(*export_args(data, fw), cwd=tmp_path).returncode == 0

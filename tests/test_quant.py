@@ -3,6 +3,7 @@ docs/fixed-point.md written here with Python ints (no NumPy in the arithmetic)."
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 
@@ -12,13 +13,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edgecompile.errors import QuantError
+from edgecompile.ir.model import Matrix
 from edgecompile.ir.qmodel import load_qmodel, qmodel_from_json, qmodel_to_json, save_qmodel
-from edgecompile.quant.quantizer import CalibrationWarning, quantize
+from edgecompile.quant.bounds import OverflowBound, bound_report, check_bounds
+from edgecompile.quant.quantizer import CalibrationWarning, Structure, build, initial_formats, quantize
 from edgecompile.reference import forward
 from edgecompile.sim.nonlinear import SIG, apply, measure_errors
 from edgecompile.sim.simulator import predict_quantized, quantize_inputs, simulate
 
-from .models import make_inputs, make_model
+from .helpers.models import make_inputs, make_model
 
 # ---- an independent scalar rendering of the spec -------------------------------------------
 
@@ -168,18 +171,34 @@ def test_no_calibration_warns_and_uses_documented_fallback():
 def test_every_bound_is_proved_even_for_huge_weights():
     model = make_model(D=4, H=6, seed=2)
     big = model.W.factors[0] * 500.0
-    import dataclasses
-
-    from edgecompile.ir.model import Matrix
     model = dataclasses.replace(model, W=Matrix((big,)))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CalibrationWarning)
         for bits in (8, 16):
             qm = quantize(model, bits)
-            assert all(row["proved"] for row in qm.bound_report())
+            assert all(row.proved for row in bound_report(qm))
             x = np.full((1, 3, 4), 32767)
             simulate(qm, x)  # raises OverflowError if the proof were wrong
             simulate(qm, -x - 1)
+
+
+def test_the_repair_lowers_exactly_the_formats_a_failed_bound_names():
+    """A U whose every column sums to 3.0 overflows its int16 product at the format that holds
+    its largest entry; the failed Bound names U0, and the input-side formats stay."""
+    model = make_model(D=4, H=6, seed=2)
+    flat = dataclasses.replace(model, U=Matrix((np.full((6, 6), 0.5),)))
+    structure = Structure(False, False)
+    formats = initial_formats(flat, 16, {"in": 4.0, "hid": 1.0}, structure)
+    qm = build(flat, 16, formats, structure)
+    assert qm.U.factors[0].frac < formats["U0"]
+    assert (formats["in"], formats["hid"], formats["W0"]) == (qm.in_frac, qm.hid_frac, qm.W.factors[0].frac)
+    u = qm.U.factors[0]
+    one_bit_more = dataclasses.replace(qm, U=dataclasses.replace(
+        qm.U, factors=(dataclasses.replace(u, values=u.values * 2, frac=u.frac + 1),)))
+    with pytest.raises(OverflowBound) as failed:
+        check_bounds(one_bit_more)
+    assert failed.value.bound.operation == "U product" and failed.value.bound.formats == ("U0",)
+    assert not failed.value.bound.proved and failed.value.bound.worst_case >= 2**31
 
 
 def test_bits_must_be_8_or_16():

@@ -20,7 +20,7 @@ from edgecompile.link.client import Client
 
 from . import harness_build as hb
 from . import real_boards_build as rb
-from . import standin
+from .helpers import standin
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "real_boards"
 REAL_BOARDS = ["nucleo_f401re", "bluepill_f103c8", "microbit", "nano33ble", "pico"]
@@ -34,6 +34,7 @@ def images(tmp_path_factory) -> dict[str, Path]:
 
 # ---- 1. builds -------------------------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("board", sorted(rb.BOARDS))
 def test_board_builds_warning_free_and_small(images, board):
     flash, ram = rb.sizes(images[board])
@@ -95,6 +96,7 @@ TWIN_COUNTS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("image", sorted(rb.TWINS))
 def test_twin_runs_the_harness_bit_exact(images, image, tmp_path):
     """Handshake and inferences of the stand-in model on the twin equal the host computation;

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from edgecompile.errors import DataError
 from edgecompile.frontend.checkpoint import model_from_arrays
 from edgecompile.reference import forward
-from tests.models import make_arrays
+from tests.helpers.models import make_arrays
 
 NL = {
     "sigmoid": lambda v: 1.0 / (1.0 + math.exp(-v)),

@@ -18,10 +18,11 @@ from edgecompile.analysis.perturbation import perturbation_sweep
 from edgecompile.analysis.robustness import dequantize_matrix
 from edgecompile.analysis.spectra import eig_decomposition, kreiss_lower_bound, power_norms, pseudospectrum, sigma_min
 from edgecompile.errors import DataError
+from edgecompile.ir.model import FastRNNParams
 from edgecompile.quant.quantizer import quantize
 from edgecompile.reference import forward, normalise, sigmoid
 from edgecompile.train.cells import input_gradient, loss_and_grads
-from tests.models import make_inputs, make_model
+from tests.helpers.models import make_inputs, make_model
 
 seeds = st.integers(0, 2**31 - 1)
 sizes = st.integers(2, 12)
@@ -215,11 +216,12 @@ def one_step(model, h: np.ndarray, x: np.ndarray) -> np.ndarray:
     W, U = model.W.dense(), model.U.dense()
     pre = x @ W + h @ U
     upd = np.tanh if model.update_nl == "tanh" else sigmoid
+    p = model.params
     if model.cell == "FastGRNN":
-        z = sigmoid(pre + model.bias_gate)
-        c = upd(pre + model.bias_update)
-        return z * h + (sigmoid(model.zeta) * (1 - z) + sigmoid(model.nu)) * c
-    return sigmoid(model.beta) * h + sigmoid(model.alpha) * upd(pre + model.bias_update)
+        z = sigmoid(pre + p.bias_gate)
+        c = upd(pre + p.bias_update)
+        return z * h + (sigmoid(p.zeta) * (1 - z) + sigmoid(p.nu)) * c
+    return sigmoid(p.beta) * h + sigmoid(p.alpha) * upd(pre + p.bias)
 
 
 @pytest.mark.parametrize("cell", ["FastGRNN", "FastRNN"])
@@ -242,7 +244,7 @@ def test_tangent_norms_of_a_linear_cell_are_the_powers_of_u() -> None:
     model = make_model(cell="FastRNN", H=5, D=2, update_nl="quantTanh", seed=6, norm=None)
     import dataclasses
 
-    model = dataclasses.replace(model, alpha=60.0, beta=-60.0, bias_update=np.zeros(5),
+    model = dataclasses.replace(model, params=FastRNNParams(bias=np.zeros(5), alpha=60.0, beta=-60.0),
                                 U=dataclasses.replace(model.U, factors=(0.3 * model.U.dense(),)))
     Xn = np.zeros((1, 6, 2))
     tn = tangent_norms(model, Xn)

@@ -12,6 +12,7 @@ import ctypes
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 _SETTERS = ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads", "openblas_set_num_threads")
 _GETTERS = ("scipy_openblas_get_num_threads64_", "scipy_openblas_get_num_threads", "openblas_get_num_threads")
@@ -33,7 +34,7 @@ def _openblas_libraries() -> list[ctypes.CDLL]:
     return libs
 
 
-def _entry(lib: ctypes.CDLL, names: tuple[str, ...]):
+def _entry(lib: ctypes.CDLL, names: tuple[str, ...]) -> Any:
     for name in names:
         fn = getattr(lib, name, None)
         if fn is not None:

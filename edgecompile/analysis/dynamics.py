@@ -17,10 +17,11 @@ The gate makes the linearisation state-dependent, so it is evaluated at real (ca
 from __future__ import annotations
 
 import dataclasses
+from typing import TypeVar
 
 import numpy as np
 
-from edgecompile.ir.model import FloatModel
+from edgecompile.ir.model import FastGRNNParams, FloatModel
 from edgecompile.ir.qmodel import QuantizedModel
 from edgecompile.reference import forward, sigmoid
 from edgecompile.sim.simulator import quantize_inputs, simulate
@@ -46,13 +47,15 @@ def step_jacobians(model: FloatModel, h_prev: np.ndarray, x_n: np.ndarray) -> np
     """``J [M, H, H]`` of one step at states ``h_prev [M, H]`` and normalised inputs ``x_n [M, D]``."""
     W, U = model.W.dense(), model.U.dense()
     pre = x_n @ W + h_prev @ U
-    c, dc = nonlinearity_and_derivative(model.update_nl, pre + model.bias_update)
-    if model.cell == "FastGRNN":
-        z, dz = nonlinearity_and_derivative(model.gate_nl, pre + model.bias_gate)
-        zeta, nu = sigmoid(np.float64(model.zeta)), sigmoid(np.float64(model.nu))
+    p = model.params
+    if isinstance(p, FastGRNNParams):
+        c, dc = nonlinearity_and_derivative(model.update_nl, pre + p.bias_update)
+        z, dz = nonlinearity_and_derivative(p.gate_nl, pre + p.bias_gate)
+        zeta, nu = sigmoid(np.float64(p.zeta)), sigmoid(np.float64(p.nu))
         diag, g = z, dz * (h_prev - zeta * c) + (zeta * (1.0 - z) + nu) * dc
     else:
-        beta, alpha = sigmoid(np.float64(model.beta)), sigmoid(np.float64(model.alpha))
+        c, dc = nonlinearity_and_derivative(model.update_nl, pre + p.bias)
+        beta, alpha = sigmoid(np.float64(p.beta)), sigmoid(np.float64(p.alpha))
         diag, g = np.full_like(pre, beta), alpha * dc
     J = U[None, :, :] * g[:, None, :]
     idx = np.arange(U.shape[0])
@@ -60,7 +63,10 @@ def step_jacobians(model: FloatModel, h_prev: np.ndarray, x_n: np.ndarray) -> np
     return J
 
 
-def _unnormalised(model):
+_M = TypeVar("_M", FloatModel, QuantizedModel)
+
+
+def _unnormalised(model: _M) -> _M:
     """The same model reading already-normalised inputs (any sequence length)."""
     return dataclasses.replace(model, mean=None, std=None)
 

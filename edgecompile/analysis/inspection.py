@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from edgecompile.ir.model import FloatModel
+from edgecompile.ir.qmodel import QMatrix, QuantizedModel
+from edgecompile.quant.bounds import bound_report
 
 
-def inspect_report(model: FloatModel) -> dict:
+def inspect_report(model: FloatModel) -> dict[str, Any]:
     """A JSON-ready summary: cell, dims, ranks, non-zeros, parameters, bytes, MACs per step."""
-    matrices = {}
+    matrices: dict[str, dict[str, Any]] = {}
     for name, m in (("W", model.W), ("U", model.U)):
         matrices[name] = {
             "shape": [m.in_dim, m.out_dim],
@@ -22,7 +26,7 @@ def inspect_report(model: FloatModel) -> dict:
         "params": int(model.FC.size), "nonzeros": int((model.FC != 0).sum()),
         "sparsity": round(1.0 - float((model.FC != 0).sum()) / model.FC.size, 4),
     }
-    weights = sum(m["params"] for m in matrices.values())
+    weights = sum(int(m["params"]) for m in matrices.values())
     vectors = model.hidden_dim * (2 if model.cell == "FastGRNN" else 1) + model.num_classes + 2
     params = weights + vectors
     return {
@@ -31,7 +35,7 @@ def inspect_report(model: FloatModel) -> dict:
         "hidden_dim": model.hidden_dim,
         "num_classes": model.num_classes,
         "seq_len": model.seq_len,
-        "gate_nonlinearity": model.gate_nl if model.cell == "FastGRNN" else None,
+        "gate_nonlinearity": model.gate_nl,
         "update_nonlinearity": model.update_nl,
         "normalisation": None if model.mean is None else ("per-step T*D" if model.seq_len else "per-feature D"),
         "matrices": matrices,
@@ -43,7 +47,7 @@ def inspect_report(model: FloatModel) -> dict:
     }
 
 
-def render_report(report: dict) -> str:
+def render_report(report: dict[str, Any]) -> str:
     lines = [
         f"{report['cell']}  D={report['input_dim']}  H={report['hidden_dim']}  C={report['num_classes']}"
         + (f"  T={report['seq_len']}" if report["seq_len"] else ""),
@@ -68,13 +72,13 @@ def render_report(report: dict) -> str:
     return "\n".join(lines)
 
 
-def quant_report(qm) -> dict:
+def quant_report(qm: QuantizedModel) -> dict[str, Any]:
     """The quantized side of ``inspect --bits``: formats, storage decisions, bounds, LUT errors."""
     from edgecompile.sim.nonlinear import measure_errors
 
-    matrices = {}
-    for name in ("W", "U"):
-        m = getattr(qm, name)
+    matrices: dict[str, dict[str, Any]] = {}
+    m: QMatrix
+    for name, m in (("W", qm.W), ("U", qm.U)):
         matrices[name] = {
             "computed_as": "two products (low rank)" if m.low_rank else "one product (dense)",
             "factors": [{"shape": list(f.shape), "frac": f.frac, "storage": "sparse" if f.sparse else "dense",
@@ -91,14 +95,14 @@ def quant_report(qm) -> dict:
         "hid_frac": qm.hid_frac,
         "logit_frac": qm.logit_frac,
         "matrices": matrices,
-        "bounds": qm.bound_report(),
+        "bounds": [b.to_json() for b in bound_report(qm)],
         "nonlinearity_error_lsb": {k: v for k, v in errors.items()},
         "nonlinearities_used": sorted(used),
         "calibration": qm.calibration,
     }
 
 
-def render_quant_report(q: dict) -> str:
+def render_quant_report(q: dict[str, Any]) -> str:
     lines = ["", f"quantized (int{q['bits']}): {q['summary']}"]
     for name, m in q["matrices"].items():
         factors = ", ".join(

@@ -7,6 +7,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -22,7 +23,7 @@ PLOTS: tuple[tuple[str, str], ...] = (
 )
 
 
-def _pyplot():
+def _pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -31,7 +32,7 @@ def _pyplot():
     return plt
 
 
-def _plot_pseudospectra(plt, r: RobustnessReport, path: Path) -> None:
+def _plot_pseudospectra(plt: Any, r: RobustnessReport, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6.2, 5.4), dpi=100)
     levels = np.arange(-3.0, 0.5, 0.5)
     logs = np.log10(np.maximum(r.sigma_min, 1e-16))
@@ -56,7 +57,7 @@ def _plot_pseudospectra(plt, r: RobustnessReport, path: Path) -> None:
     plt.close(fig)
 
 
-def _plot_accuracy(plt, r: RobustnessReport, path: Path) -> None:
+def _plot_accuracy(plt: Any, r: RobustnessReport, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6.2, 4.2), dpi=100)
     styles = {("random", "float"): ("tab:blue", "-"), ("random", "quantized"): ("tab:blue", "--"),
               ("worst", "float"): ("tab:red", "-"), ("worst", "quantized"): ("tab:red", "--")}
@@ -79,7 +80,7 @@ def _plot_accuracy(plt, r: RobustnessReport, path: Path) -> None:
     plt.close(fig)
 
 
-def _plot_jacobian(plt, r: RobustnessReport, path: Path) -> None:
+def _plot_jacobian(plt: Any, r: RobustnessReport, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6.2, 4.0), dpi=100)
     ax.hist(r.jacobian_radii, bins=50, color="tab:green", alpha=0.8)
     ax.set_yscale("log")
@@ -93,7 +94,7 @@ def _plot_jacobian(plt, r: RobustnessReport, path: Path) -> None:
     plt.close(fig)
 
 
-def _plot_hidden(plt, r: RobustnessReport, path: Path) -> None:
+def _plot_hidden(plt: Any, r: RobustnessReport, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6.2, 4.0), dpi=100)
     t = np.arange(1, r.horizon + 1)
     for norms, color, name in ((r.hidden_norm_float, "tab:blue", "float"),
@@ -111,7 +112,7 @@ def _plot_hidden(plt, r: RobustnessReport, path: Path) -> None:
     plt.close(fig)
 
 
-def _plot_transient(plt, r: RobustnessReport, path: Path) -> None:
+def _plot_transient(plt: Any, r: RobustnessReport, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6.2, 4.0), dpi=100)
     k = np.arange(r.power_norms_float.size)
     with np.errstate(divide="ignore"):

@@ -147,7 +147,7 @@ def _report(model: FloatModel, X: np.ndarray, y: np.ndarray, bits: int, calib: n
 
     U = model.U.dense()
     Uq, q_factors = dequantize_matrix(qm.U)
-    f_stats = spectra.matrix_stats(U, model.U.factors if model.U.is_low_rank else None)
+    f_stats = spectra.matrix_stats(U, (model.U.factors[0], model.U.factors[1]) if model.U.is_low_rank else None)
     q_stats = spectra.matrix_stats(Uq, q_factors)
     err = float(np.linalg.norm(Uq - U, 2))
     inside = bool(np.all(spectra.sigma_min(U, q_stats.eigenvalues) <= err * (1 + 1e-9) + 1e-12))

@@ -103,8 +103,8 @@ def library_zip(lib_files: dict[str, bytes], name: str) -> bytes:
         entries.append((f"{name}/{rel}", bytes(data)))
     folders = {f"{name}/"}
     for rel in lib_files:
-        parts = PurePosixPath(rel).parts
-        folders |= {f"{name}/" + "/".join(parts[:i]) + "/" for i in range(1, len(parts))}
+        segments = PurePosixPath(rel).parts
+        folders |= {f"{name}/" + "/".join(segments[:i]) + "/" for i in range(1, len(segments))}
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for path, data in sorted([(f, b"") for f in folders] + entries):

@@ -5,16 +5,18 @@ Only numbers, names and flags are computed here; all C text lives in ``templates
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from edgecompile import __version__
 from edgecompile.codegen.names import c_ident
 from edgecompile.errors import CodegenError
-from edgecompile.ir.fixedpoint import INT16_MAX, INT16_MIN, INT32_LIMIT
+from edgecompile.ir.fixedpoint import INT16_MAX, INT16_MIN, INT32_LIMIT, SIG
 from edgecompile.ir.qmodel import QFactor, QMatrix, QuantizedModel
-from edgecompile.sim.nonlinear import SIG
 
-#: Bumped when the generated API changes incompatibly (checked by ``edgecompile_model.h`` users).
+#: Bumped when the generated API changes incompatibly (checked at compile time by ``<name>.c``
+#: and ``edgecompile_model.h``).
 ABI_VERSION = 1
 
 _NL_FUNCTIONS = {"sigmoid": "sigmoid", "tanh": "tanh", "quantSigm": "quant_sigm", "quantTanh": "quant_tanh"}
@@ -38,13 +40,13 @@ def _ints(values: np.ndarray, lo: int, hi: int, what: str) -> list[int]:
     return [int(x) for x in v]
 
 
-def _factor(sym: str, f: QFactor, bits: int, shift: int | None) -> dict:
+def _factor(sym: str, f: QFactor, bits: int, shift: int | None) -> dict[str, Any]:
     """One weight matrix, stored per output row ([out][in], the transpose of ``values``)."""
     wtype = f"int{bits}_t"
     lim = 1 << (bits - 1)
     rows = np.asarray(f.values, dtype=np.int64).T  # [out][in]
     out_dim, in_dim = rows.shape
-    ctx = {
+    ctx: dict[str, Any] = {
         "sym": sym, "in_dim": in_dim, "out_dim": out_dim, "frac": f.frac, "shift": shift,
         "sparse": bool(f.sparse), "wtype": wtype, "wread": _READ[wtype],
         "in_loop": _uint_for(in_dim), "out_loop": _uint_for(out_dim),
@@ -66,7 +68,7 @@ def _factor(sym: str, f: QFactor, bits: int, shift: int | None) -> dict:
         )
     else:
         ctx.update(rows=[_ints(r, -lim, lim - 1, sym) for r in rows], otype=_uint_for(out_dim * in_dim))
-        # Fast kernels (issue 7): the constant added to row j's exact sum before the final
+        # Fast kernels: the constant added to row j's exact sum before the final
         # rescale (the rounding term 2^(s-1) of rshift), and the same plus -32768 * (row sum)
         # mod 2^32 for the offset-binary dot product of the AVR kernel, which multiplies
         # unsigned bytes (w + 2^(bits-1)) * (a + 32768) and corrects with these per-row
@@ -81,7 +83,7 @@ def _offset_k(row: np.ndarray, add: int) -> int:
     return int((-32768 * int(np.sum(row)) + add) % (1 << 32))
 
 
-def _matrix(name: str, m: QMatrix, in_frac: int, bits: int) -> dict:
+def _matrix(name: str, m: QMatrix, in_frac: int, bits: int) -> dict[str, Any]:
     shifts = m.shifts(in_frac)
     if m.low_rank:
         f1, f2 = m.factors
@@ -95,7 +97,7 @@ def _float_literal(x: float) -> str:
     return np.format_float_scientific(np.float32(x), unique=True, trim="0") + "f"
 
 
-def _normalisation(qm: QuantizedModel) -> dict | None:
+def _normalisation(qm: QuantizedModel) -> dict[str, Any] | None:
     if qm.mean is None:
         return None
     mean = np.asarray(qm.mean, dtype=np.float64)
@@ -104,7 +106,7 @@ def _normalisation(qm: QuantizedModel) -> dict | None:
     with np.errstate(over="ignore"):
         inv32, mis32 = inv_std.astype(np.float32), (mean / std).astype(np.float32)
     if not (np.all(np.isfinite(inv32)) and np.all(np.isfinite(mis32))):
-        raise CodegenError("the normalisation (mean/std) does not fit float32 for the device helper")
+        raise CodegenError("the normalisation (mean/std) does not fit float32 for the device's step_float")
     return {
         "btype": _uint_for(mean.size),
         "steps": qm.seq_len or 1,
@@ -120,7 +122,7 @@ def comment_safe(text: str) -> str:
     return text.encode("ascii", "replace").decode("ascii")
 
 
-def build_context(qm: QuantizedModel, name: str) -> dict:
+def build_context(qm: QuantizedModel, name: str) -> dict[str, Any]:
     """The complete, deterministic template context for the library of ``qm`` named ``name``."""
     c_ident(name)
     sha = qm.source_sha256
@@ -141,7 +143,7 @@ def build_context(qm: QuantizedModel, name: str) -> dict:
     grnn = qm.cell == "FastGRNN"
     nls = [qm.update_nl] + ([qm.gate_nl] if grnn else [])
     H, D, C = qm.hidden_dim, qm.input_dim, qm.num_classes
-    ctx = {
+    ctx: dict[str, Any] = {
         "name": name,
         "NAME": name.upper(),
         "tool_version": __version__,
@@ -161,7 +163,8 @@ def build_context(qm: QuantizedModel, name: str) -> dict:
         "FC": _factor("FC", qm.FC, qm.bits, None),
         "fc_bias": _ints(qm.fc_bias, -(INT32_LIMIT - 1), INT32_LIMIT - 1, "FCbias"),
         "bias_update": _ints(qm.bias_update, INT16_MIN, INT16_MAX, "update bias"),
-        "bias_gate": _ints(qm.bias_gate, INT16_MIN, INT16_MAX, "gate bias") if grnn else None,
+        "bias_gate": (_ints(qm.bias_gate, INT16_MIN, INT16_MAX, "gate bias")
+                      if grnn and qm.bias_gate is not None else None),
         "update_nl": _NL_FUNCTIONS[qm.update_nl],
         "gate_nl": _NL_FUNCTIONS[qm.gate_nl] if grnn else None,
         "used_nls": sorted({_NL_FUNCTIONS[n] for n in nls}),
@@ -185,6 +188,8 @@ def build_context(qm: QuantizedModel, name: str) -> dict:
     # 0 or -1 (c * coef << 1 + z * h stays within int32); other cells keep the C update.
     ctx["unit_asm"] = bool(grnn and ctx["gate_nl"] == "sigmoid" and ctx["update_nl"] == "tanh"
                            and qm.residual_shift in (0, -1))
+    if grnn and ctx["bias_gate"] is None:
+        raise CodegenError("FastGRNN without a gate bias: the quantized model is corrupt")
     for key in (("zeta", "nu") if grnn else ("alpha", "beta")):
         if ctx[key] is None or not 0 <= ctx[key] <= 16384:
             raise CodegenError(f"residual scalar {key} missing or outside [0, 16384]")

@@ -1,8 +1,16 @@
 """Emulated boards: simavr, QEMU and native harness processes, each serving the serial protocol.
 
-:func:`emulate` starts the emulator a board's profile names and yields a port the link client opens.
+:func:`emulate` starts the emulator a board's platform describes and yields a port the link
+client opens.
 """
 
-from edgecompile.emulators.process import Emulator, emulate, run_native, run_qemu, run_simavr
+from edgecompile.emulators.process import (
+    Emulator,
+    emulate,
+    run_board,
+    run_native,
+    run_qemu,
+    run_simavr,
+)
 
-__all__ = ["Emulator", "emulate", "run_native", "run_qemu", "run_simavr"]
+__all__ = ["Emulator", "emulate", "run_board", "run_native", "run_qemu", "run_simavr"]

@@ -1,5 +1,7 @@
-"""Emulated boards as context managers: the harness as a native process, the Uno under simavr
-(through ``firmware/emulators/simavr_host.c``), Cortex-M boards under qemu-system-arm.
+"""Emulated boards as context managers: the harness as a native process, AVR boards under simavr
+(through ``firmware/emulators/simavr_host.c``), Cortex-M boards under qemu-system-arm. The
+board's platform gives the command line and how the UART comes out (a pty the emulator announces,
+or a TCP port picked here); this module runs it.
 
 Each yields an :class:`Emulator` whose ``open()`` returns a pyserial port. Every emulator runs
 in a process group of its own; leaving the ``with`` block (normally, on an error, on Ctrl-C or
@@ -20,28 +22,22 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import IO, TYPE_CHECKING
 
 from edgecompile.errors import LinkError
-from edgecompile.hosttools import simavr_program, spawn, stop_group
+from edgecompile.hosttools import spawn, stop_group
 from edgecompile.link.timeouts import DEFAULT, Timeouts
+from edgecompile.targets.boards import BoardProfile, list_boards
+from edgecompile.targets.platforms import Platform, platform_for
 
-QEMU_MACHINES = ("lm3s6965evb", "mps2-an385", "mps2-an386", "mps2-an500")
-#: Instructions per SysTick count (CLKSOURCE = cpu clock) under ``-icount shift=0``, measured
-#: with a timed loop of known length (tests/test_emulators.py::test_qemu_systick_calibration).
-#: QEMU 7.2 clocks the lm3s6965evb's SysTick at 12.5 MHz, the MPS2 boards' at 25 MHz.
-QEMU_INSTRUCTIONS_PER_SYSTICK = {"lm3s6965evb": 80, "mps2-an385": 40, "mps2-an386": 40,
-                                 "mps2-an500": 40}
-
-
-def build_simavr_host() -> Path:
-    """The libsimavr host program that bridges a simulated UART to a pty (compiled once, cached)."""
-    return simavr_program("simavr_host")
+if TYPE_CHECKING:
+    from serial import SerialBase
 
 
 class _Lines(threading.Thread):
     """Reads a child's output lines into a queue (and keeps the pipe from filling up)."""
 
-    def __init__(self, stream) -> None:
+    def __init__(self, stream: IO[bytes]) -> None:
         super().__init__(daemon=True)
         self.stream = stream
         self.lines: queue.Queue[str] = queue.Queue()
@@ -54,7 +50,7 @@ class _Lines(threading.Thread):
             self.all.append(line)
             self.lines.put(line)
 
-    def wait_for(self, prefix: str, deadline: float, proc: subprocess.Popen) -> str:
+    def wait_for(self, prefix: str, deadline: float, proc: subprocess.Popen[bytes]) -> str:
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
@@ -77,7 +73,7 @@ class Emulator:
         self.argv = list(argv)
         self.timeouts = timeouts
         self.url: str | None = None
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
         self.startup_s: float | None = None
         self._out: _Lines | None = None
         self._err: _Lines | None = None
@@ -91,6 +87,7 @@ class Emulator:
         except OSError as exc:
             raise LinkError(f"cannot start {self.kind} ({self.argv[0]}): {exc}") from exc
         try:
+            assert self.proc.stdout is not None and self.proc.stderr is not None
             self._out = _Lines(self.proc.stdout)
             self._err = _Lines(self.proc.stderr)
             self._wait_ready(t0 + self.timeouts.emulator_start_s)
@@ -101,6 +98,7 @@ class Emulator:
         return self
 
     def _wait_ready(self, deadline: float) -> None:
+        assert self._out is not None and self.proc is not None
         try:
             pty = self._out.wait_for("PTY ", deadline, self.proc)
             self._out.wait_for("READY", deadline, self.proc)
@@ -126,14 +124,16 @@ class Emulator:
     def __enter__(self) -> Emulator:
         return self.start() if self.proc is None else self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
     # -- the port ------------------------------------------------------------------------------
-    def open(self):
+    def open(self) -> SerialBase:
         """A pyserial port on the emulated UART (retried until the emulator listens)."""
         from edgecompile.link.client import open_port
 
+        if self.url is None:
+            raise LinkError(f"{self.kind} is not running")
         deadline = time.monotonic() + self.timeouts.emulator_start_s
         while True:
             try:
@@ -148,42 +148,44 @@ class Emulator:
         """Reset the emulated core (simavr only): for tests of reset detection."""
         if self.kind != "simavr":
             raise NotImplementedError("reset() is implemented for simavr")
+        assert self.proc is not None, "reset() of an emulator that is not running"
         self.proc.send_signal(signal.SIGUSR1)
 
 
-class _QemuEmulator(Emulator):
-    def __init__(self, elf: Path, machine: str, timeouts: Timeouts = DEFAULT) -> None:
-        self.elf = Path(elf)
-        self.machine = machine
+class _TcpEmulator(Emulator):
+    """An emulator whose UART listens on a TCP port given on its command line."""
+
+    def __init__(self, platform: Platform, image: Path, timeouts: Timeouts = DEFAULT) -> None:
+        self.platform = platform
+        self.image = Path(image)
         self.port_no = 0
-        super().__init__("qemu", [], timeouts)
+        assert platform.board.emulator is not None
+        super().__init__(platform.board.emulator.kind, [], timeouts)
 
     def start(self) -> Emulator:
-        qemu = shutil.which("qemu-system-arm")
-        if qemu is None:
-            raise LinkError("qemu-system-arm not found (apt-get install qemu-system-arm)")
         for _attempt in range(3):  # a free port can be taken between probe and bind
             self.port_no = free_tcp_port()
-            self.argv = [qemu, "-M", self.machine, "-nographic", "-monitor", "none",
-                         "-icount", "shift=0", "-kernel", str(self.elf), "-serial",
-                         f"tcp:127.0.0.1:{self.port_no},server=on,wait=off,nodelay=on"]
+            self.argv = self.platform.emulator_argv(self.image, self.port_no)
+            if shutil.which(self.argv[0]) is None:
+                raise LinkError(f"{self.argv[0]} not found (apt-get install {self.argv[0]})")
             try:
                 return super().start()
             except LinkError as exc:
                 if "in use" not in str(exc).lower():
                     raise
-        raise LinkError("qemu: no free TCP port after 3 tries")
+        raise LinkError(f"{self.kind}: no free TCP port after 3 tries")
 
     def _wait_ready(self, deadline: float) -> None:
         self.url = f"socket://127.0.0.1:{self.port_no}"
+        assert self.proc is not None
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise LinkError(f"qemu exited: {self.stderr_tail()}")
+                raise LinkError(f"{self.kind} exited: {self.stderr_tail()}")
             with contextlib.suppress(OSError), socket.create_connection(
                     ("127.0.0.1", self.port_no), timeout=0.2):
-                return  # listening (QEMU accepts the real client after this probe closes)
+                return  # listening (the emulator accepts the real client after this probe closes)
             time.sleep(0.02)
-        raise LinkError(f"qemu did not listen on port {self.port_no}: {self.stderr_tail()}")
+        raise LinkError(f"{self.kind} did not listen on port {self.port_no}: {self.stderr_tail()}")
 
 
 def free_tcp_port() -> int:
@@ -192,38 +194,41 @@ def free_tcp_port() -> int:
         return s.getsockname()[1]
 
 
+def run_board(board: BoardProfile | str, image: str | Path, timeouts: Timeouts = DEFAULT) -> Emulator:
+    """The emulator of ``board`` running ``image`` (not started: use it as a context manager)."""
+    platform = platform_for(board)
+    em = platform.board.emulator
+    if em is None or platform.emulator_serial is None:
+        raise LinkError(f"board '{platform.board.id}' has no emulator; use --port")
+    if platform.emulator_serial == "tcp":
+        return _TcpEmulator(platform, Path(image), timeouts)
+    return Emulator(em.kind, platform.emulator_argv(Path(image)), timeouts)
+
+
+def _emulated_board(kind: str, machine: str) -> BoardProfile:
+    for board in list_boards():
+        if board.emulator is not None and (board.emulator.kind, board.emulator.machine) == (kind, machine):
+            return board
+    raise LinkError(f"no board runs in {kind} as {machine!r}")
+
+
 def run_native(exe: str | Path, timeouts: Timeouts = DEFAULT) -> Emulator:
-    """The harness built for the host (firmware/hal/native), serving a pty."""
-    env_exe = str(Path(exe).resolve())
-    return Emulator("native", [env_exe], timeouts)
+    """The harness built for the host (``firmware/native``), serving a pty."""
+    return run_board("native", exe, timeouts)
 
 
-def run_simavr(elf: str | Path, mcu: str = "atmega328p", f_cpu: int = 16_000_000,
-               timeouts: Timeouts = DEFAULT) -> Emulator:
-    """An AVR ELF under libsimavr, its UART0 on a fresh pty."""
-    host = build_simavr_host()
-    return Emulator("simavr", [str(host), "-m", mcu, "-f", str(f_cpu), str(Path(elf).resolve())],
-                    timeouts)
+def run_simavr(elf: str | Path, mcu: str = "atmega328p", timeouts: Timeouts = DEFAULT) -> Emulator:
+    """An AVR ELF under libsimavr as the first board with that MCU, its UART0 on a fresh pty."""
+    return run_board(_emulated_board("simavr", mcu), elf, timeouts)
 
 
 def run_qemu(elf: str | Path, machine: str, timeouts: Timeouts = DEFAULT) -> Emulator:
-    """A Cortex-M ELF under qemu-system-arm (``-icount shift=0``), UART0 on a TCP port."""
-    if machine not in QEMU_MACHINES:
-        raise LinkError(f"unknown QEMU machine {machine!r}; one of {', '.join(QEMU_MACHINES)}")
-    return _QemuEmulator(Path(elf), machine, timeouts)
+    """A Cortex-M ELF under qemu-system-arm as the board of that machine, UART0 on a TCP port."""
+    return run_board(_emulated_board("qemu", machine), elf, timeouts)
 
 
 @contextlib.contextmanager
-def emulate(kind: str, image: str | Path, machine: str | None = None,
-            f_cpu: int | None = None) -> Iterator[Emulator]:
-    """Start the emulator ``kind`` (``native`` | ``simavr`` | ``qemu``) on ``image``."""
-    if kind == "native" or kind == "process":
-        emu = run_native(image)
-    elif kind == "simavr":
-        emu = run_simavr(image, machine or "atmega328p", f_cpu or 16_000_000)
-    elif kind == "qemu":
-        emu = run_qemu(image, machine or "mps2-an385")
-    else:
-        raise LinkError(f"no emulator of kind {kind!r}")
-    with emu:
+def emulate(board: BoardProfile | str, image: str | Path) -> Iterator[Emulator]:
+    """Start the emulator of ``board`` on ``image``; stopped when the block ends."""
+    with run_board(board, image) as emu:
         yield emu

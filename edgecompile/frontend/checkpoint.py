@@ -16,13 +16,21 @@ import stat
 import zipfile
 import zlib
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, cast
 
 import numpy as np
 
 from edgecompile.errors import CheckpointError, one_line
 from edgecompile.files import npz_member_limit, open_regular, read_npy, read_npy_stream, stat_input, write_atomic
-from edgecompile.ir.model import NONLINEARITIES, FloatModel, Matrix
+from edgecompile.ir.model import (
+    NONLINEARITIES,
+    CellParams,
+    FastGRNNParams,
+    FastRNNParams,
+    FloatModel,
+    Matrix,
+    Nonlinearity,
+)
 
 GRNN_KEYS = {"Bg", "Bh", "zeta", "nu"}
 RNN_KEYS = {"B", "alpha", "beta"}
@@ -33,7 +41,7 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)
 KNOWN_KEYS = GRNN_KEYS | RNN_KEYS | MATRIX_KEYS | COMMON_KEYS | META_KEYS
 
 
-def load_checkpoint(path: str | os.PathLike) -> FloatModel:
+def load_checkpoint(path: str | os.PathLike[str]) -> FloatModel:
     """Read and validate a checkpoint; returns the float model IR."""
     arrays = _read_arrays(Path(path))
     model = model_from_arrays(arrays, source=str(path))
@@ -44,7 +52,7 @@ def checkpoint_bytes(model: FloatModel) -> bytes:
     """``model`` as EdgeML-layout ``.npz`` bytes (float32 arrays), deterministic: sorted
     members, fixed timestamps, no compression — the same model always gives the same bytes."""
     arrays = {k: np.asarray(v, dtype=np.float32) for k, v in model.arrays().items()}
-    if model.gate_nl != "sigmoid":
+    if model.gate_nl not in (None, "sigmoid"):
         arrays["gate_nonlinearity"] = np.array(model.gate_nl)
     if model.update_nl != "tanh":
         arrays["update_nonlinearity"] = np.array(model.update_nl)
@@ -59,7 +67,7 @@ def checkpoint_bytes(model: FloatModel) -> bytes:
     return buffer.getvalue()
 
 
-def save_checkpoint(model: FloatModel, path: str | os.PathLike) -> None:
+def save_checkpoint(model: FloatModel, path: str | os.PathLike[str]) -> None:
     """Write ``model`` as an EdgeML-layout ``.npz`` (float32 arrays), atomically and deterministically."""
     data = checkpoint_bytes(model)
     write_atomic(path, lambda fh: fh.write(data))
@@ -86,7 +94,7 @@ def _read_arrays(path: Path) -> dict[str, np.ndarray]:
             raise CheckpointError(f"{path}: unreadable .npz ({one_line(exc)})") from None
 
 
-def _read_npz(fh: BinaryIO, path: Path) -> dict[str, np.ndarray]:
+def _read_npz(fh: IO[bytes], path: Path) -> dict[str, np.ndarray]:
     """The members of an open ``.npz`` (as ``np.load`` names them: ``.npy`` stripped), each
     checked like a ``.npy`` file against the member's real size; duplicate names are refused."""
     arrays: dict[str, np.ndarray] = {}
@@ -158,13 +166,17 @@ def model_from_arrays(arrays: dict[str, np.ndarray], source: str = "checkpoint")
                 if fc.ndim == 2 and fc.shape[1] == H else "")
         raise CheckpointError(f"{source}: FC has shape {_shape(fc)}, expected [{H},C]{hint}")
     C = fc.shape[1]
-    fields: dict = dict(cell=cell, W=W, U=U, FC=fc, FCbias=vector("FCbias", C))
+    fc_bias = vector("FCbias", C)
+    params: CellParams
     if cell == "FastGRNN":
-        fields.update(bias_gate=vector("Bg", H), bias_update=vector("Bh", H),
-                      zeta=scalar("zeta"), nu=scalar("nu"))
+        params = FastGRNNParams(bias_gate=vector("Bg", H), bias_update=vector("Bh", H),
+                                zeta=scalar("zeta"), nu=scalar("nu"),
+                                gate_nl=meta.get("gate_nonlinearity", "sigmoid"))
     else:
-        fields.update(bias_update=vector("B", H), alpha=scalar("alpha"), beta=scalar("beta"))
+        params = FastRNNParams(bias=vector("B", H), alpha=scalar("alpha"), beta=scalar("beta"))
 
+    mean: np.ndarray | None = None
+    std: np.ndarray | None = None
     if ("mean" in keys) != ("std" in keys):
         present, absent = ("mean", "std") if "mean" in keys else ("std", "mean")
         raise CheckpointError(f"{source}: {present} given without {absent}")
@@ -180,16 +192,13 @@ def model_from_arrays(arrays: dict[str, np.ndarray], source: str = "checkpoint")
             )
         if np.any(std <= 0):
             raise CheckpointError(f"{source}: std has a non-positive entry (it divides the input)")
-        fields.update(mean=mean, std=std)
-    for key in ("gate_nonlinearity", "update_nonlinearity"):
-        if key in meta:
-            fields["gate_nl" if key.startswith("gate") else "update_nl"] = meta[key]
     if cell == "FastRNN" and "gate_nonlinearity" in meta:
         raise CheckpointError(f"{source}: gate_nonlinearity given for a FastRNN (it has no gate)")
-    return FloatModel(**fields)
+    return FloatModel(params=params, W=W, U=U, FC=fc, FCbias=fc_bias, mean=mean, std=std,
+                      update_nl=meta.get("update_nonlinearity", "tanh"))
 
 
-def _metadata(a: np.ndarray, key: str, source: str) -> str:
+def _metadata(a: np.ndarray, key: str, source: str) -> Nonlinearity:
     if a.dtype.kind not in "US" or a.size != 1 or a.ndim > 1:
         raise CheckpointError(
             f"{source}: {key} has dtype {a.dtype} shape {_shape(a)}, expected a 0-d string array"
@@ -199,7 +208,7 @@ def _metadata(a: np.ndarray, key: str, source: str) -> str:
         value = value.decode("utf-8", "replace")
     if value not in NONLINEARITIES:
         raise CheckpointError(f"{source}: {key} is {value!r}, expected one of {', '.join(NONLINEARITIES)}")
-    return value
+    return cast(Nonlinearity, value)
 
 
 def _numeric(a: np.ndarray, key: str, source: str) -> np.ndarray:

@@ -104,10 +104,24 @@ def read_ts(path: str | os.PathLike) -> TsDataset:
     return _Parser(str(p)).parse(text)
 
 
+@dataclass
+class _Header:
+    """The header tags read so far (``None``: not given)."""
+
+    problemname: str | None = None
+    timestamps: bool | None = None
+    missing: bool | None = None
+    univariate: bool | None = None
+    equallength: bool | None = None
+    dimensions: int | None = None
+    serieslength: int | None = None
+    classlabels: list[str] | None = None
+
+
 class _Parser:
-    def __init__(self, source: str):
+    def __init__(self, source: str) -> None:
         self.source = source
-        self.header: dict[str, object] = {}
+        self.header = _Header()
         self.lineno = 0
 
     def error(self, msg: str) -> DataError:
@@ -157,13 +171,13 @@ class _Parser:
             raise self.error("no @data section")
         if not series:
             raise self.error("no cases after @data")
-        if self.header.get("equallength") is True:
+        if self.header.equallength is True:
             lengths = {s.shape[0] for s in series}
             if len(lengths) > 1:
                 raise self.error(
                     f"@equalLength true but series lengths range {min(lengths)}..{max(lengths)}"
                 )
-        classes = self.header.get("classlabels")
+        classes = self.header.classlabels
         labels = None
         if classes is not None:
             index = {c: i for i, c in enumerate(classes)}
@@ -172,7 +186,7 @@ class _Parser:
             series=series,
             labels=labels,
             class_labels=list(classes) if classes is not None else None,
-            problem_name=self.header.get("problemname"),
+            problem_name=self.header.problemname,
             missing_filled=filled,
         )
 
@@ -184,11 +198,11 @@ class _Parser:
         if tag == "data":
             return True
         if tag == "problemname":
-            self.header[tag] = value.strip()
+            self.header.problemname = value.strip()
         elif tag in ("timestamps", "missing", "univariate", "equallength"):
-            self.header[tag] = self.boolean(tag, value)
+            setattr(self.header, tag, self.boolean(tag, value))
         elif tag in ("dimensions", "dimension", "serieslength"):
-            self.header["dimensions" if tag.startswith("dim") else tag] = self.integer(tag, value)
+            setattr(self.header, "dimensions" if tag.startswith("dim") else tag, self.integer(tag, value))
         elif tag == "classlabel":
             words = value.split()
             if not words:
@@ -198,7 +212,7 @@ class _Parser:
                     raise self.error("@classLabel true but no class labels listed")
                 if len(set(words[1:])) != len(words) - 1:
                     raise self.error("@classLabel lists a label twice")
-                self.header["classlabels"] = words[1:]
+                self.header.classlabels = words[1:]
         elif tag == "targetlabel":
             if value.split() and self.boolean(tag, value.split()[0]):
                 raise self.error(
@@ -208,18 +222,18 @@ class _Parser:
         return False
 
     def _declared_dims(self) -> int | None:
-        univariate = self.header.get("univariate")
-        dims = self.header.get("dimensions")
+        univariate = self.header.univariate
+        dims = self.header.dimensions
         if univariate is True:
             if dims not in (None, 1):
                 raise self.error(f"@univariate true but @dimensions {dims}")
             return 1
-        return dims  # type: ignore[return-value]
+        return dims
 
     def _case(self, line: str, dims: int | None) -> tuple[np.ndarray, str | None, int]:
         fields = line.split(":")
         label = None
-        classes = self.header.get("classlabels")
+        classes = self.header.classlabels
         if classes is not None:
             if len(fields) < 2:
                 raise self.error("case has no class label (expected values:...:label)")
@@ -237,8 +251,8 @@ class _Parser:
                 f"the dimensions of one case have different lengths ({min(lengths)}..{max(lengths)})"
             )
         length = lengths.pop()
-        wanted = self.header.get("serieslength")
-        if wanted is not None and self.header.get("equallength") is not False and length != wanted:
+        wanted = self.header.serieslength
+        if wanted is not None and self.header.equallength is not False and length != wanted:
             raise self.error(f"series has {length} values, @seriesLength says {wanted}")
         arr = np.array(channels, dtype=np.float64).T  # [T, D]
         missing = int(np.isnan(arr).sum())
@@ -250,7 +264,7 @@ class _Parser:
         field = field.strip()
         if not field:
             raise self.error(f"dimension {d} is empty")
-        if self.header.get("timestamps") is True or field.startswith("("):
+        if self.header.timestamps is True or field.startswith("("):
             tokens = [m.group(2) for m in _TUPLE.finditer(field)]
             if not tokens or _TUPLE.sub("", field).replace(",", "").strip():
                 raise self.error(f"dimension {d}: expected (time,value) pairs, got {field[:40]!r}")

@@ -6,6 +6,8 @@ the same three operations.
 
 from __future__ import annotations
 
+from typing import overload
+
 import numpy as np
 
 INT16_MIN, INT16_MAX = -32768, 32767
@@ -15,6 +17,10 @@ UNIT_FRAC = 14  # nonlinearity outputs and residual scalars: 1.0 == 16384
 ONE = 1 << UNIT_FRAC
 
 
+@overload
+def rshift(v: np.ndarray, s: int) -> np.ndarray: ...
+@overload
+def rshift(v: int, s: int) -> int: ...
 def rshift(v: np.ndarray | int, s: int) -> np.ndarray | int:
     """Rescale by 2^-s: round half up for s > 0, exact multiply for s <= 0."""
     if s > 0:
@@ -24,7 +30,7 @@ def rshift(v: np.ndarray | int, s: int) -> np.ndarray | int:
     return v
 
 
-def sat16(v: np.ndarray | int) -> np.ndarray | int:
+def sat16(v: np.ndarray) -> np.ndarray:
     """Clamp to the int16 range."""
     return np.clip(v, INT16_MIN, INT16_MAX)
 
@@ -54,3 +60,22 @@ def check_int32(v: np.ndarray, where: str) -> None:
     """Assert an intermediate stays inside int32: a violation is a quantizer bug."""
     if v.size and (v.max() >= INT32_LIMIT or v.min() < -INT32_LIMIT):
         raise OverflowError(f"int32 overflow in {where}: the quantizer's bound proof is wrong")
+
+
+SIG_TABLE_SIZE = 257
+SIG_TABLE_STEP = 1.0 / 16.0  # in x; one step is 256 units of a Q12 input
+
+
+def sigmoid_table() -> np.ndarray:
+    """``SIG[i] = round(sigmoid(i/16) * 16384)``, i = 0..256: x in [0, 16], int16 Q14 (in flash).
+
+    Only x >= 0 is stored: sigmoid(-x) = 1 - sigmoid(x), and tanh(x) = 2 sigmoid(2x) - 1
+    reuses the same table, so one 514-byte table serves both. It is part of the arithmetic spec
+    (docs/fixed-point.md): the simulator, the generated C and the quantized model's hash share it.
+    """
+    x = SIG_TABLE_STEP * np.arange(SIG_TABLE_SIZE)
+    sigmoid = 0.5 * (1.0 + np.tanh(0.5 * x))  # the float reference's sigmoid
+    return round_half_up(sigmoid * ONE).astype(np.int64)
+
+
+SIG = sigmoid_table()

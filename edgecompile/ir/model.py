@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal, Protocol
 
 import numpy as np
 
@@ -62,12 +62,31 @@ class Matrix:
         return int(sum(f.size for f in self.factors))
 
 
+class _Dims(Protocol):
+    """What the shape needs of W: its input and output widths."""
+
+    @property
+    def in_dim(self) -> int: ...
+
+    @property
+    def out_dim(self) -> int: ...
+
+
+class _Shaped(Protocol):
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+
+
 class ModelShape:
     """Dimensions and input normalisation, shared by the float and the quantized model.
 
     ``mean``/``std`` have length D, or T*D (EdgeML's layout: one entry per time-step offset), or
-    are absent (identity). Needs ``W`` (``in_dim``/``out_dim``), ``FC`` (``shape``), ``mean`` and
-    ``std`` attributes."""
+    are absent (identity)."""
+
+    W: _Dims
+    FC: _Shaped
+    mean: np.ndarray | None
+    std: np.ndarray | None
 
     @property
     def input_dim(self) -> int:
@@ -98,31 +117,66 @@ class ModelShape:
         return mean.reshape(steps, d), std.reshape(steps, d)
 
 
+@dataclass(frozen=True, eq=False)
+class FastGRNNParams:
+    """FastGRNN's own parameters: gate and update biases, raw residual scalars, gate nonlinearity."""
+
+    bias_gate: np.ndarray  # Bg
+    bias_update: np.ndarray  # Bh
+    zeta: float  # raw (before sigmoid), as EdgeML saves it
+    nu: float
+    gate_nl: Nonlinearity = "sigmoid"
+
+    name: ClassVar[Cell] = "FastGRNN"
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"Bg": self.bias_gate, "Bh": self.bias_update,
+                "zeta": np.asarray(self.zeta), "nu": np.asarray(self.nu)}
+
+
+@dataclass(frozen=True, eq=False)
+class FastRNNParams:
+    """FastRNN's own parameters: one bias and the raw residual scalars."""
+
+    bias: np.ndarray  # B
+    alpha: float  # raw (before sigmoid), as EdgeML saves it
+    beta: float
+
+    name: ClassVar[Cell] = "FastRNN"
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"B": self.bias, "alpha": np.asarray(self.alpha), "beta": np.asarray(self.beta)}
+
+
+CellParams = FastGRNNParams | FastRNNParams
+
+
 @dataclass(frozen=True)
 class FloatModel(ModelShape):
     """A validated FastGRNN or FastRNN classifier, all arrays float64.
 
-    FastGRNN uses ``bias_gate`` (Bg), ``bias_update`` (Bh), ``zeta`` and ``nu``; FastRNN uses
-    ``bias_update`` (B), ``alpha`` and ``beta``. Residual scalars are raw (before sigmoid),
-    as EdgeML saves them. ``mean``/``std`` have length D, or T*D (then ``seq_len`` is T).
+    ``params`` holds what only one cell has (narrow it with ``isinstance``); ``cell`` names it.
+    ``mean``/``std`` have length D, or T*D (then ``seq_len`` is T).
     """
 
-    cell: Cell
+    params: CellParams
     W: Matrix
     U: Matrix
-    bias_update: np.ndarray
     FC: np.ndarray
     FCbias: np.ndarray
-    bias_gate: np.ndarray | None = None
-    zeta: float | None = None
-    nu: float | None = None
-    alpha: float | None = None
-    beta: float | None = None
     mean: np.ndarray | None = None
     std: np.ndarray | None = None
-    gate_nl: Nonlinearity = "sigmoid"
     update_nl: Nonlinearity = "tanh"
     sha256: str = field(default="", compare=False)
+
+    @property
+    def cell(self) -> Cell:
+        return self.params.name
+
+    @property
+    def gate_nl(self) -> Nonlinearity | None:
+        """The gate nonlinearity, ``None`` for a cell without a gate."""
+        return self.params.gate_nl if isinstance(self.params, FastGRNNParams) else None
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The checkpoint arrays under their EdgeML names (what ``save_checkpoint`` writes)."""
@@ -132,18 +186,10 @@ class FloatModel(ModelShape):
                 out[name + "1"], out[name + "2"] = matrix.factors
             else:
                 out[name] = matrix.factors[0]
-        if self.cell == "FastGRNN":
-            out["Bg"] = self.bias_gate
-            out["Bh"] = self.bias_update
-            out["zeta"] = np.asarray(self.zeta)
-            out["nu"] = np.asarray(self.nu)
-        else:
-            out["B"] = self.bias_update
-            out["alpha"] = np.asarray(self.alpha)
-            out["beta"] = np.asarray(self.beta)
+        out.update(self.params.arrays())
         out["FC"] = self.FC
         out["FCbias"] = self.FCbias
-        if self.mean is not None:
+        if self.mean is not None and self.std is not None:
             out["mean"] = self.mean
             out["std"] = self.std
         return out
@@ -165,10 +211,11 @@ class FloatModel(ModelShape):
     def content_hash(self) -> str:
         """sha256 over the canonical content: names, shapes, float32 values, nonlinearities.
 
-        The same model from a ``.npz`` or a directory of ``.npy`` files hashes the same.
+        The same model from a ``.npz`` or a directory of ``.npy`` files hashes the same. A cell
+        without a gate hashes as gate ``sigmoid``, so that hashes stay those of earlier releases.
         """
         digest = hashlib.sha256()
-        digest.update(f"{self.cell};{self.gate_nl};{self.update_nl}".encode())
+        digest.update(f"{self.cell};{self.gate_nl or 'sigmoid'};{self.update_nl}".encode())
         for name, value in sorted(self.arrays().items()):
             arr = np.ascontiguousarray(np.asarray(value, dtype="<f4"))
             digest.update(f";{name}{arr.shape}".encode())

@@ -13,12 +13,13 @@ import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from edgecompile import __version__
 from edgecompile.errors import QuantError
-from edgecompile.ir.fixedpoint import INT32_LIMIT, PRE_FRAC, UNIT_FRAC
+from edgecompile.ir.fixedpoint import PRE_FRAC, SIG, UNIT_FRAC
 from edgecompile.ir.model import ModelShape
 
 FORMAT_VERSION = 1
@@ -67,6 +68,8 @@ class QMatrix:
         """Rescaling shifts after each product: to ``mid_frac`` (low rank) and then to Q12."""
         if not self.low_rank:
             return (in_frac + self.factors[0].frac - PRE_FRAC,)
+        if self.mid_frac is None:
+            raise QuantError("a low-rank matrix needs the Q format of its intermediate (mid_frac)")
         f1, f2 = self.factors
         return (in_frac + f1.frac - self.mid_frac, self.mid_frac + f2.frac - PRE_FRAC)
 
@@ -98,7 +101,7 @@ class QuantizedModel(ModelShape):
     std: np.ndarray | None = None
     source_sha256: str = ""
     tool_version: str = __version__
-    calibration: dict = field(default_factory=dict)
+    calibration: dict[str, Any] = field(default_factory=dict)  # provenance: method, ranges, formats
 
     @property
     def logit_frac(self) -> int:
@@ -108,6 +111,18 @@ class QuantizedModel(ModelShape):
     def residual_shift(self) -> int:
         """The shift aligning ``coef * c`` (Q28) with ``z * h`` (Q(14 + hid_frac))."""
         return 14 - self.hid_frac
+
+    def grnn_terms(self) -> tuple[np.ndarray, int, int]:
+        """FastGRNN's ``(bias_gate, zeta, nu)``."""
+        if self.bias_gate is None or self.zeta is None or self.nu is None:
+            raise QuantError(f"a {self.cell} quantized model has no FastGRNN gate terms")
+        return self.bias_gate, self.zeta, self.nu
+
+    def rnn_terms(self) -> tuple[int, int]:
+        """FastRNN's ``(alpha, beta)``."""
+        if self.alpha is None or self.beta is None:
+            raise QuantError(f"a {self.cell} quantized model has no FastRNN residual scalars")
+        return self.alpha, self.beta
 
     def quantized_sha256(self) -> str:
         """The identity of the integer kernel: sha256 over everything that changes what a device
@@ -119,18 +134,17 @@ class QuantizedModel(ModelShape):
         Not covered: provenance (float model hash, tool version, calibration notes). The same
         model gives the same hash whether it was just quantized or read back from its JSON file.
         """
-        from edgecompile.sim.nonlinear import SIG
 
-        def ints(v: np.ndarray | None) -> list | None:
+        def ints(v: np.ndarray | None) -> list[Any] | None:
             return None if v is None else np.asarray(v, dtype=np.int64).tolist()
 
-        def floats(v: np.ndarray | None) -> list | None:
+        def floats(v: np.ndarray | None) -> list[str] | None:
             return None if v is None else [float(x).hex() for x in np.asarray(v, np.float64).ravel()]
 
-        def factor(f: QFactor) -> dict:
+        def factor(f: QFactor) -> dict[str, Any]:
             return {"values": ints(f.values), "frac": int(f.frac), "sparse": bool(f.sparse)}
 
-        def matrix(m: QMatrix) -> dict:
+        def matrix(m: QMatrix) -> dict[str, Any]:
             return {"factors": [factor(f) for f in m.factors],
                     "mid_frac": None if m.mid_frac is None else int(m.mid_frac)}
 
@@ -165,74 +179,14 @@ class QuantizedModel(ModelShape):
             f"update={self.update_nl}"
         )
 
-    def bound_report(self) -> list[dict]:
-        """Worst-case magnitude of every int32 intermediate over the full int16 input range.
-
-        Each entry: operation, worst case, limit 2^31, and whether it is proved (no overflow
-        possible) — the quantizer only emits models where every entry is proved.
-        """
-        rows = []
-        for name, m, a_frac in (("W", self.W, self.in_frac), ("U", self.U, self.hid_frac)):
-            for k, (factor, shift) in enumerate(zip(m.factors, m.shifts(a_frac), strict=True)):
-                worst = int(np.abs(factor.values).sum(axis=0).max()) * 32768
-                worst += (1 << (shift - 1)) if shift > 0 else 0
-                op = f"{name}{k + 1 if m.low_rank else ''} product"
-                rows.append(_bound(op, worst))
-                if shift < 0:
-                    rows.append(_bound(f"{op} rescale", worst << -shift))
-        worst_fc = int(np.abs(self.FC.values).sum(axis=0).max()) * 32768
-        worst_fc += int(np.abs(self.fc_bias).max())
-        rows.append(_bound("FC product + bias", worst_fc))
-        pre = sum(_rescaled_worst(m, f) for m, f in ((self.W, self.in_frac), (self.U, self.hid_frac)))
-        rows.append(_bound("pre-activation + bias", pre + 32768))
-        rows.append(_bound("residual update", self._residual_worst()))
-        return rows
-
-    def _residual_worst(self) -> int:
-        """Worst |keep + rshift(new, 14 - hid_frac)| of the hidden-state update.
-
-        A tanh-type gate makes z negative, so ``1 - z`` reaches 2.0 and ``coef`` 3.0 (Q14).
-        """
-        if self.cell == "FastGRNN":
-            z_min = -16384 if self.gate_nl in ("tanh", "quantTanh") else 0
-            keep = 16384 * 32768
-            coef = ((self.zeta * (16384 - z_min) + (1 << 13)) >> 14) + self.nu
-        else:
-            keep, coef = self.beta * 32768, self.alpha
-        new = coef * 16384
-        s = self.residual_shift
-        return keep + (((new + (1 << (s - 1))) >> s) if s > 0 else new << -s)
-
-
-def _rescaled_worst(m: QMatrix, a_frac: int) -> int:
-    """Worst |value| of mat() after its final rescale (the low-rank middle saturates to int16)."""
-    shifts = m.shifts(a_frac)
-    last = m.factors[-1]
-    worst = int(np.abs(last.values).sum(axis=0).max()) * 32768
-    s = shifts[-1]
-    return ((worst + (1 << (s - 1))) >> s) if s > 0 else worst << -s
-
-
-def _bound(op: str, worst: int) -> dict:
-    return {"operation": op, "worst_case": worst, "limit": INT32_LIMIT, "proved": worst < INT32_LIMIT}
-
-
-def check_bounds(qm: QuantizedModel) -> None:
-    """Raise :class:`QuantError` if any int32 intermediate could overflow."""
-    for row in qm.bound_report():
-        if not row["proved"]:
-            raise QuantError(
-                f"{row['operation']} could reach {row['worst_case']} >= 2^31: lower its Q format"
-            )
-
 
 # --- serialisation -------------------------------------------------------------------------
 
-def _factor_to_json(f: QFactor) -> dict:
+def _factor_to_json(f: QFactor) -> dict[str, Any]:
     return {"values": f.values.astype(int).tolist(), "frac": f.frac, "sparse": f.sparse}
 
 
-def _factor_from_json(d: dict) -> QFactor:
+def _factor_from_json(d: dict[str, Any]) -> QFactor:
     return QFactor(np.asarray(d["values"], dtype=np.int64).reshape(len(d["values"]), -1),
                    int(d["frac"]), bool(d["sparse"]))
 
@@ -276,11 +230,11 @@ def qmodel_from_json(text: str) -> QuantizedModel:
     return QuantizedModel(**d)
 
 
-def save_qmodel(qm: QuantizedModel, path: str | os.PathLike) -> None:
+def save_qmodel(qm: QuantizedModel, path: str | os.PathLike[str]) -> None:
     Path(path).write_text(qmodel_to_json(qm))
 
 
-def load_qmodel(path: str | os.PathLike) -> QuantizedModel:
+def load_qmodel(path: str | os.PathLike[str]) -> QuantizedModel:
     p = Path(path)
     try:
         text = p.read_text()

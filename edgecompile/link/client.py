@@ -14,6 +14,7 @@ import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -67,7 +68,7 @@ class LinkStats:
 class LineSeen:
     """What arrived on the port over one handshake window or one command (for diagnosis)."""
 
-    bytes: int = 0
+    received: int = 0
     head: bytearray = field(default_factory=bytearray)  # the first bytes received
     frames: int = 0     # non-empty chunks between delimiters, valid or not
     crc_failed: int = 0  # of them: COBS intact, CRC wrong
@@ -77,7 +78,7 @@ class LineSeen:
     HEAD_LEN = 48
 
     def saw_bytes(self, data: bytes) -> None:
-        self.bytes += len(data)
+        self.received += len(data)
         if len(self.head) < self.HEAD_LEN:
             self.head += data[:self.HEAD_LEN - len(self.head)]
 
@@ -87,7 +88,7 @@ class LineSeen:
             self.crc_failed += 1
 
 
-def preview(raw: bytes) -> str:
+def preview(raw: bytes | bytearray) -> str:
     """A short, printable rendering of bytes a port sent: quoted text or a hex dump."""
     raw = bytes(raw)
     text_bytes = sum(1 for b in raw if 32 <= b < 127 or b in (9, 10, 13))
@@ -103,7 +104,7 @@ def preview(raw: bytes) -> str:
 
 def diagnose(seen: LineSeen, port: str, seconds: float) -> str:
     """One sentence on why no usable reply came from ``port`` in ``seconds``."""
-    if seen.bytes == 0:
+    if seen.received == 0:
         return f"no bytes from {port} in {seconds:.3g} s"
     if seen.crc_failed and 2 * seen.crc_failed >= seen.frames:
         return (f"frames from {port} fail their CRC ({seen.crc_failed} of {seen.frames}): "
@@ -113,6 +114,17 @@ def diagnose(seen: LineSeen, port: str, seconds: float) -> str:
                 "noisy line or wrong baud rate?")
     return (f"{port} answers, but not with the edgecompile protocol: got {preview(seen.head)}: "
             "is the edgecompile firmware flashed?")
+
+
+class Port(Protocol):
+    """What the client needs of a port: pyserial's ``Serial`` and its URL handlers have it."""
+
+    timeout: float | None
+
+    def write(self, data: bytes, /) -> int | None: ...
+    def flush(self) -> None: ...
+    def read(self, size: int = 1, /) -> bytes: ...
+    def reset_input_buffer(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -137,7 +149,7 @@ class Client:
     ``log`` receives one line per frame (``TX``/``RX`` + hex) when set (``--trace`` style).
     """
 
-    port: object
+    port: Port
     timeouts: Timeouts = field(default_factory=from_env)
     log: Callable[[str], None] | None = None
     stats: LinkStats = field(default_factory=LinkStats)
@@ -290,7 +302,7 @@ class Client:
         if refused is not None:
             raise LinkError(f"handshake with {self.name} failed: {refused}")
         seen = diagnose(self._seen, self.name, self.timeouts.handshake_window_s)
-        if self._seen.bytes == 0:
+        if self._seen.received == 0:
             seen += ": is the board connected and the edgecompile firmware running on it?"
         raise LinkTimeout(seen)
 
@@ -355,9 +367,10 @@ class Client:
         T = x_q.shape[0]
         chunk = 1 if trace else max(1, info.max_steps_per_frame)
         cycles = 0
-        hidden = [] if trace else None
+        hidden: list[np.ndarray] = []
         if T == 0:
             rep = self.step(x_q[:0], t0=0, reset=True, logits=True)
+            assert rep.logits is not None  # asked for
             return InferResult(rep.logits, rep.cycles)
         for t0 in range(0, T, chunk):
             part = x_q[t0:t0 + chunk]
@@ -365,7 +378,9 @@ class Client:
             rep = self.step(part, t0=t0, reset=(t0 == 0), hidden=trace, logits=last)
             cycles += rep.cycles
             if trace:
+                assert rep.hidden is not None  # asked for
                 hidden.append(rep.hidden)
+        assert rep.logits is not None  # asked for with the last step
         return InferResult(rep.logits, cycles, np.stack(hidden) if trace else None)
 
     def _rehandshake(self) -> None:
@@ -383,7 +398,7 @@ class Client:
         return self.info
 
 
-def open_port(url: str, baudrate: int = 115200):
+def open_port(url: str, baudrate: int = 115200) -> Any:
     """A pyserial port from a device path or any pyserial URL (``socket://``, ``loop://``...)."""
     import serial
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+import numpy.typing as npt
+
 from edgecompile.errors import LinkError
 
 PROTO_VERSION = 2
@@ -82,7 +84,7 @@ class DeviceInfo:
                    "" if not any(qsha) else qsha.hex())
 
 
-def step_request(flags: int, t0: int, x_q) -> bytes:
+def step_request(flags: int, t0: int, x_q: npt.ArrayLike) -> bytes:
     """Body of a STEP request; ``x_q`` is an int16 array ``[n, D]``."""
     import numpy as np
 

@@ -11,6 +11,7 @@ import dataclasses
 import math
 import os
 from dataclasses import dataclass, fields
+from typing import Any
 
 from edgecompile.errors import ConfigError
 
@@ -83,7 +84,7 @@ def from_env(base: Timeouts | None = None) -> Timeouts:
     """``Timeouts`` with any ``EDGECOMPILE_<FIELD>`` environment overrides applied; a value
     that is not a number in the field's range raises :class:`ConfigError` (exit status 2)."""
     base = base or Timeouts()
-    changes: dict[str, float | int] = {}
+    changes: dict[str, Any] = {}
     for f in fields(base):
         raw = os.environ.get("EDGECOMPILE_" + f.name.upper())
         if raw is not None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -12,9 +14,11 @@ from edgecompile.quant.quantizer import CalibrationWarning, quantize
 from edgecompile.reference import forward
 from edgecompile.sim.simulator import predict_quantized
 
+Warn = Callable[[str], object]  # a one-line printer
+
 
 def quantize_for_cli(model: FloatModel, bits: int, calib: np.ndarray | None,
-                     warn=None) -> QuantizedModel:
+                     warn: Warn | None = None) -> QuantizedModel:
     """Quantize, routing the no-calibration warning to ``warn`` (a one-line printer)."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", CalibrationWarning)
@@ -26,7 +30,7 @@ def quantize_for_cli(model: FloatModel, bits: int, calib: np.ndarray | None,
 
 
 def predict_logits(model: FloatModel, X: np.ndarray, bits: str, calib: np.ndarray | None,
-                   warn=None) -> np.ndarray:
+                   warn: Warn | None = None) -> np.ndarray:
     """Logits of the float reference (``bits='float'``) or the dequantized integer simulator."""
     if bits == "float":
         return forward(model, X)
@@ -34,13 +38,13 @@ def predict_logits(model: FloatModel, X: np.ndarray, bits: str, calib: np.ndarra
 
 
 def evaluate(model: FloatModel, X: np.ndarray, y: np.ndarray, bits: str,
-             calib: np.ndarray | None, warn=None) -> dict:
+             calib: np.ndarray | None, warn: Warn | None = None) -> dict[str, Any]:
     """Accuracy of the float model and (for 8/16) the quantized one, and their agreement.
 
     Keys scripts rely on: ``accuracy_float``, ``accuracy_quantized``, ``argmax_agreement``.
     """
     ref = forward(model, X)
-    report: dict = {"n": int(X.shape[0]), "bits": bits,
+    report: dict[str, Any] = {"n": int(X.shape[0]), "bits": bits,
                     "accuracy_float": float((ref.argmax(1) == y).mean())}
     if bits == "float":
         report.update(accuracy_quantized=None, argmax_agreement=None, max_abs_logit_error=None)
@@ -57,8 +61,8 @@ def evaluate(model: FloatModel, X: np.ndarray, y: np.ndarray, bits: str,
     return report
 
 
-def render_evaluation(report: dict) -> str:
-    def pct(v):
+def render_evaluation(report: dict[str, Any]) -> str:
+    def pct(v: float | None) -> str:
         return "-" if v is None else f"{100 * v:.2f}%"
 
     lines = [f"{'sequences':<22}{report['n']}",

@@ -8,7 +8,7 @@ Layout of the project directory::
     lib/<name>/src/edgecompile_model.h                binding for the firmware harness
     model.qmodel.json                                 the QuantizedModel (verify reads it)
     model.npz                                         the float checkpoint, when known (float accuracy)
-    edgecompile-manifest.json                         provenance + sha256 of every file
+    edgecompile-manifest.json                         the Manifest: what build, flash and verify read
 """
 
 from __future__ import annotations
@@ -24,32 +24,45 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import numpy as np
 
 from edgecompile import __version__
 from edgecompile.codegen.arduino import example_sketch_files, library_zip
 from edgecompile.codegen.names import c_ident, default_name
-from edgecompile.codegen.render import render_library
+from edgecompile.codegen.render import DEFAULT_LIBRARY, LibraryInfo, render_library
 from edgecompile.errors import CodegenError, one_line
 from edgecompile.ir.model import FloatModel
 from edgecompile.ir.qmodel import QuantizedModel, load_qmodel, qmodel_to_json
+from edgecompile.targets.manifest import (
+    GENERATOR,
+    MANIFEST_FILE,
+    Manifest,
+    Quantization,
+    is_project_path,
+    parse_manifest,
+)
 
-MANIFEST = "edgecompile-manifest.json"
 CHECKPOINT_FILE = "model.npz"
 QMODEL_FILE = "model.qmodel.json"
-MANIFEST_VERSION = 1
 #: What build and verify leave in a project: replaced with it by ``--force``.
 BUILD_OUTPUTS = (".pio", ".edgecompile/core")
 
 
 @dataclass(frozen=True)
 class ExportResult:
+    """What :func:`export_project` wrote."""
+
     out_dir: Path
     name: str
     board: str
     qmodel: QuantizedModel
-    manifest: dict
+    manifest: Manifest
+
+    def to_json(self) -> dict[str, Any]:
+        return {"out_dir": str(self.out_dir), "name": self.name, "board": self.board,
+                "summary": self.qmodel.summary(), "manifest": self.manifest.to_json()}
 
 
 def board_files(board: str, name: str) -> dict[str, bytes]:
@@ -59,7 +72,8 @@ def board_files(board: str, name: str) -> dict[str, bytes]:
     return project_files(board, name)
 
 
-def _load_model(model, bits: int | None, calib, warn: Callable[[str], None] | None
+def _load_model(model: str | os.PathLike[str] | FloatModel | QuantizedModel, bits: int | None,
+                calib: str | os.PathLike[str] | np.ndarray | None, warn: Callable[[str], None] | None
                 ) -> tuple[QuantizedModel, str, FloatModel | None]:
     """(QuantizedModel, default name, float model if known) from a path, a FloatModel or a
     QuantizedModel."""
@@ -111,7 +125,8 @@ def _sha256(data: bytes) -> str:
 
 
 def project_tree(qm: QuantizedModel, board: str, name: str,
-                 float_model: FloatModel | None = None, zip_library: bool = False) -> dict[str, bytes]:
+                 float_model: FloatModel | None = None, zip_library: bool = False,
+                 library: LibraryInfo = DEFAULT_LIBRARY) -> dict[str, bytes]:
     """Every file of the exported project, in memory: ``{relative posix path: bytes}``.
 
     With the float model, a deterministic copy of its checkpoint goes along (``verify`` reports
@@ -119,13 +134,14 @@ def project_tree(qm: QuantizedModel, board: str, name: str,
     all-zero raw sequence: the user puts in their own); ``zip_library`` adds ``<name>.zip`` for
     the Arduino IDE's "Add .ZIP Library"."""
     from edgecompile.frontend.checkpoint import checkpoint_bytes
+    from edgecompile.targets.boards import get_board
 
     files = dict(board_files(board, name))
     # PlatformIO puts src/ and lib/<name>/src/ on one include path: no file name may repeat.
     taken = {rel.rsplit("/", 1)[-1] for rel in files if rel.startswith("src/")}
-    library = dict(render_library(qm, name))
-    library.update(example_sketch_files(qm, name))
-    for rel, data in sorted(library.items()):
+    lib_files = dict(render_library(qm, name, backend=get_board(board).kernel_backend, info=library))
+    lib_files.update(example_sketch_files(qm, name))
+    for rel, data in sorted(lib_files.items()):
         key = f"lib/{name}/{rel}"
         base = rel.rsplit("/", 1)[-1]
         if key in files or (rel.startswith("src/") and base in taken):
@@ -135,30 +151,23 @@ def project_tree(qm: QuantizedModel, board: str, name: str,
     if float_model is not None:
         files[CHECKPOINT_FILE] = checkpoint_bytes(float_model)
     if zip_library:
-        files[f"{name}.zip"] = library_zip(library, name)
-    summary = qm.summary()
-    manifest = {
-        "manifest_version": MANIFEST_VERSION,
-        "generator": "edgecompile",
-        "tool_version": __version__,
-        "model_sha256": qm.source_sha256,
-        "name": name,
-        "board": board,
-        "bits": qm.bits,
-        "qmodel": QMODEL_FILE,
-        "checkpoint": CHECKPOINT_FILE if float_model is not None else None,
-        "quantization": {
-            "summary": summary,
-            "cell": qm.cell,
-            "in_frac": qm.in_frac,
-            "hid_frac": qm.hid_frac,
-            "logit_frac": qm.logit_frac,
-            "method": qm.calibration.get("method") if qm.calibration else None,
-        },
-        "files": {rel: _sha256(data) for rel, data in sorted(files.items())},
-    }
-    files[MANIFEST] = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+        files[f"{name}.zip"] = library_zip(lib_files, name)
+    files[MANIFEST_FILE] = project_manifest(qm, board, name, float_model is not None, files).to_bytes()
     return dict(sorted(files.items()))
+
+
+def project_manifest(qm: QuantizedModel, board: str, name: str, with_checkpoint: bool,
+                     files: dict[str, bytes]) -> Manifest:
+    """The manifest of a project whose other files are ``files``."""
+    return Manifest(
+        tool_version=__version__, board=board, name=name, bits=qm.bits,
+        qmodel=QMODEL_FILE, qmodel_sha256=qm.quantized_sha256(),
+        checkpoint=CHECKPOINT_FILE if with_checkpoint else None, model_sha256=qm.source_sha256,
+        quantization=Quantization(
+            summary=qm.summary(), cell=qm.cell, in_frac=qm.in_frac, hid_frac=qm.hid_frac,
+            logit_frac=qm.logit_frac,
+            method=qm.calibration.get("method") if qm.calibration else None),
+        files={rel: _sha256(data) for rel, data in sorted(files.items())})
 
 
 def _refuse_special(out: str | os.PathLike) -> Path:
@@ -189,14 +198,14 @@ def _refuse_special(out: str | os.PathLike) -> Path:
 def _listed_files(out: Path) -> list[str] | None:
     """The files that ``out``'s manifest lists (None without a manifest); refuses a manifest that
     is not edgecompile's or names a path outside the project."""
-    path = out / MANIFEST
+    path = out / MANIFEST_FILE
     if not os.path.lexists(path):
         return None
     try:
         if not stat.S_ISREG(os.lstat(path).st_mode):
             raise ValueError("not a regular file")
         manifest = json.loads(path.read_bytes())
-        if not isinstance(manifest, dict) or manifest.get("generator") != "edgecompile":
+        if not isinstance(manifest, dict) or manifest.get("generator") != GENERATOR:
             raise ValueError("not written by edgecompile")
         listed = manifest.get("files")
         if not isinstance(listed, dict):
@@ -204,8 +213,7 @@ def _listed_files(out: Path) -> list[str] | None:
     except (OSError, ValueError) as exc:
         raise CodegenError(f"{path} is damaged ({one_line(exc)}): refusing to replace {out}") from None
     for rel in listed:
-        parts = PurePosixPath(rel).parts if isinstance(rel, str) else ()
-        if not parts or rel.startswith("/") or "\\" in rel or any(p in ("..", ".") for p in parts):
+        if not is_project_path(rel):
             raise CodegenError(f"{path} lists {rel!r}, not a file inside the project: refusing to replace {out}")
     return sorted(listed)
 
@@ -229,7 +237,7 @@ def _check_target(out: str | os.PathLike, force: bool) -> tuple[bool, list[str] 
         raise CodegenError(f"{out}: cannot read the directory ({exc.strerror or exc})") from None
     listed = _listed_files(out)
     if listed is None:
-        raise CodegenError(f"{out} is not empty and edgecompile did not make it (no {MANIFEST}): "
+        raise CodegenError(f"{out} is not empty and edgecompile did not make it (no {MANIFEST_FILE}): "
                            f"choose another directory")
     if not force:
         raise CodegenError(f"{out} holds an exported project: use --force to replace it")
@@ -254,7 +262,7 @@ def _replace_in_place(out: Path, files: dict[str, bytes], listed: list[str]) -> 
     """Replace the project in ``out``: what the old manifest lists, the manifest and the build
     outputs go; every other file stays. All or nothing."""
     # Listed entries that are files or symlinks (a folder at a listed path is not the project's).
-    old = [rel for rel in [*listed, MANIFEST]
+    old = [rel for rel in [*listed, MANIFEST_FILE]
            if ((out / rel).is_symlink() or (out / rel).is_file()) and _inside(out, rel)]
     old += [rel for rel in BUILD_OUTPUTS if os.path.lexists(out / rel) and _inside(out, rel)]
     going = set(old)
@@ -300,9 +308,9 @@ def _replace_in_place(out: Path, files: dict[str, bytes], listed: list[str]) -> 
         for rel in reversed(moved):
             with contextlib.suppress(OSError):
                 os.rename(trash / rel, out / rel)  # type: ignore[operator]
-        for d in (stage, trash):
-            if d is not None:
-                shutil.rmtree(d, ignore_errors=True)
+        for tmp_dir in (stage, trash):
+            if tmp_dir is not None:
+                shutil.rmtree(tmp_dir, ignore_errors=True)
         if isinstance(exc, OSError):
             raise CodegenError(f"{out}: cannot write the project ({exc.strerror or exc})") from None
         raise
@@ -373,6 +381,7 @@ def export_project(
     name: str | None = None,
     warn: Callable[[str], None] | None = None,
     zip_library: bool = False,
+    library: LibraryInfo = DEFAULT_LIBRARY,
 ) -> ExportResult:
     """Quantize ``model`` (unless already quantized) and write a PlatformIO project for ``board``.
 
@@ -395,7 +404,6 @@ def export_project(
     qm, stem, fm = _load_model(model, bits, calib, warn)
     lib_name = name if name is not None else default_name(stem)
     out = Path(out_dir) if out_dir is not None else Path(f"{lib_name}_{board_id}")
-    files = project_tree(qm, board_id, lib_name, fm, zip_library=zip_library)
+    files = project_tree(qm, board_id, lib_name, fm, zip_library=zip_library, library=library)
     write_project(out, files, force)
-    manifest = json.loads(files[MANIFEST])
-    return ExportResult(out, lib_name, board_id, qm, manifest)
+    return ExportResult(out, lib_name, board_id, qm, parse_manifest(json.loads(files[MANIFEST_FILE])))

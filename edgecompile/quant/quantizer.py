@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from edgecompile.errors import QuantError
 from edgecompile.ir.fixedpoint import ONE, PRE_FRAC, frac_for, round_half_up, to_fixed
-from edgecompile.ir.model import FloatModel, Matrix
-from edgecompile.ir.qmodel import QFactor, QMatrix, QuantizedModel, check_bounds
+from edgecompile.ir.model import FastGRNNParams, FloatModel, Matrix
+from edgecompile.ir.qmodel import QFactor, QMatrix, QuantizedModel
+from edgecompile.quant.bounds import OverflowBound, check_bounds
 from edgecompile.reference import forward, normalise, sigmoid
 
 SEARCH_SEQUENCES = 256  # calibration sequences used to score candidate formats
@@ -38,7 +40,7 @@ class Structure:
 
 def _keep_low_rank(m: Matrix) -> bool:
     """Two products when that is fewer MACs than the multiplied-out matrix."""
-    return m.is_low_rank and m.rank * (m.in_dim + m.out_dim) < m.in_dim * m.out_dim
+    return m.rank is not None and m.rank * (m.in_dim + m.out_dim) < m.in_dim * m.out_dim
 
 
 def _prefer_sparse(values: np.ndarray, bits: int) -> bool:
@@ -61,13 +63,16 @@ def _float_factors(m: Matrix, low_rank: bool) -> tuple[np.ndarray, ...]:
 INPUT_LIMIT = 32768
 
 
-def _ranges(model: FloatModel, Xn: np.ndarray | None, states: np.ndarray | None,
+def _ranges(model: FloatModel, measured: tuple[np.ndarray, np.ndarray] | None,
             structure: Structure) -> dict[str, float]:
-    """Max |value| of each activation the formats must hold (calibrated or assumed)."""
-    if Xn is None:
+    """Max |value| of each activation the formats must hold: ``measured`` (normalised inputs and
+    float states) or, without it, assumed."""
+    xs: np.ndarray | None = None
+    hs: np.ndarray | None = None
+    if measured is None:
         x_max, h_max = NO_CALIB_INPUT_RANGE, NO_CALIB_HIDDEN_RANGE
-        xs = hs = None
     else:
+        Xn, states = measured
         x_max, h_max = float(np.abs(Xn).max()), float(np.abs(states).max())
         xs = Xn.reshape(-1, Xn.shape[-1])
         hs = states.reshape(-1, states.shape[-1])
@@ -95,36 +100,23 @@ def initial_formats(model: FloatModel, bits: int, ranges: dict[str, float],
 
 
 def build(model: FloatModel, bits: int, formats: dict[str, int], structure: Structure,
-          calibration: dict | None = None) -> QuantizedModel:
-    """The QuantizedModel for explicit formats, lowering weight formats until bounds are proved."""
+          calibration: dict[str, Any] | None = None) -> QuantizedModel:
+    """The QuantizedModel for explicit formats, lowering the formats each failed bound names."""
     formats = dict(formats)
     for _ in range(64):
         qm = _build_once(model, bits, formats, structure, calibration or {})
         try:
             check_bounds(qm)
             return qm
-        except QuantError as exc:
-            key = _offending_format(str(exc))
-            if key is None:
-                raise
-            for k in key:
+        except OverflowBound as exc:
+            for k in exc.bound.formats:
                 if k in formats:
                     formats[k] -= 1
     raise QuantError("no Q formats make this model overflow-free; is a weight huge?")
 
 
-def _offending_format(message: str) -> tuple[str, ...] | None:
-    """Which weight formats to lower for a failed bound (see QuantizedModel.bound_report)."""
-    for prefix, keys in (("W1", ("W0",)), ("W2", ("W1",)), ("U1", ("U0",)), ("U2", ("U1",)),
-                         ("W ", ("W0",)), ("U ", ("U0",)), ("FC", ("FC",)),
-                         ("pre-activation", ("W0", "W1", "U0", "U1")), ("residual", ("hid",))):
-        if message.startswith(prefix):
-            return keys
-    return None
-
-
 def _build_once(model: FloatModel, bits: int, f: dict[str, int], structure: Structure,
-                calibration: dict) -> QuantizedModel:
+                calibration: dict[str, Any]) -> QuantizedModel:
     def qmatrix(name: str, m: Matrix, low: bool) -> QMatrix:
         factors = []
         for k, values in enumerate(_float_factors(m, low)):
@@ -141,19 +133,25 @@ def _build_once(model: FloatModel, bits: int, f: dict[str, int], structure: Stru
     def unit(raw: float) -> int:
         return int(round_half_up(float(sigmoid(np.float64(raw))) * ONE))
 
-    extra = {}
-    if model.cell == "FastGRNN":
-        extra = dict(bias_gate=to_fixed(model.bias_gate, PRE_FRAC), zeta=unit(model.zeta), nu=unit(model.nu))
+    p = model.params
+    bias_gate: np.ndarray | None = None
+    zeta = nu = alpha = beta = None
+    gate_nl: str
+    if isinstance(p, FastGRNNParams):
+        gate_nl, bias_update = p.gate_nl, p.bias_update
+        bias_gate, zeta, nu = to_fixed(p.bias_gate, PRE_FRAC), unit(p.zeta), unit(p.nu)
     else:
-        extra = dict(alpha=unit(model.alpha), beta=unit(model.beta))
+        gate_nl, bias_update = "sigmoid", p.bias  # the file format records the default for gateless cells
+        alpha, beta = unit(p.alpha), unit(p.beta)
     return QuantizedModel(
-        cell=model.cell, bits=bits, gate_nl=model.gate_nl, update_nl=model.update_nl,
+        cell=model.cell, bits=bits, gate_nl=gate_nl, update_nl=model.update_nl,
         in_frac=f["in"], hid_frac=f["hid"],
         W=qmatrix("W", model.W, structure.w_low_rank), U=qmatrix("U", model.U, structure.u_low_rank),
         FC=fc, fc_bias=fc_bias.astype(np.int64),
-        bias_update=to_fixed(model.bias_update, PRE_FRAC),
+        bias_update=to_fixed(bias_update, PRE_FRAC), bias_gate=bias_gate,
+        zeta=zeta, nu=nu, alpha=alpha, beta=beta,
         mean=model.mean, std=model.std, source_sha256=model.sha256,
-        calibration=calibration, **extra,
+        calibration=calibration,
     )
 
 
@@ -180,7 +178,7 @@ def quantize(model: FloatModel, bits: int = 8, calib: np.ndarray | None = None,
             "no calibration data (--calib): formats assume |normalised input| <= "
             f"{NO_CALIB_INPUT_RANGE:g} and |h| <= {NO_CALIB_HIDDEN_RANGE:g}; accuracy may suffer",
             CalibrationWarning, stacklevel=2)
-        ranges = _ranges(model, None, None, structure)
+        ranges = _ranges(model, None, structure)
         formats = initial_formats(model, bits, ranges, structure)
         info = {"method": "assumed ranges (no calibration data)", "sequences": 0,
                 "ranges": ranges, "formats": formats}
@@ -188,7 +186,7 @@ def quantize(model: FloatModel, bits: int = 8, calib: np.ndarray | None = None,
 
     X = np.asarray(calib, dtype=np.float64)
     ref_logits, states = forward(model, X, return_states=True)
-    ranges = _ranges(model, normalise(model, X), states, structure)
+    ranges = _ranges(model, (normalise(model, X), states), structure)
     if ranges["in"] >= INPUT_LIMIT:
         warnings.warn(
             f"calibration inputs reach |x| = {ranges['in']:.3g} after normalisation, beyond what the "
@@ -240,6 +238,6 @@ def _formats_of(qm: QuantizedModel) -> dict[str, int]:
         m: QMatrix = getattr(qm, name)
         for k, factor in enumerate(m.factors):
             f[f"{name}{k}"] = factor.frac
-        if m.low_rank:
+        if m.mid_frac is not None:
             f[name + "_mid"] = m.mid_frac
     return f

@@ -2,26 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
-from edgecompile.ir.fixedpoint import ONE, PRE_FRAC, UNIT_FRAC, round_half_up, rshift
+from edgecompile.ir.fixedpoint import ONE, PRE_FRAC, SIG, UNIT_FRAC, rshift
 from edgecompile.reference import NONLINEAR_FUNCTIONS
-
-SIG_TABLE_SIZE = 257
-SIG_TABLE_STEP = 1.0 / 16.0  # in x; one step is 256 units of a Q12 input
-
-
-def sigmoid_table() -> np.ndarray:
-    """``SIG[i] = round(sigmoid(i/16) * 16384)``, i = 0..256: x in [0, 16], int16 Q14 (in flash).
-
-    Only x >= 0 is stored: sigmoid(-x) = 1 - sigmoid(x), and tanh(x) = 2 sigmoid(2x) - 1
-    reuses the same table, so one 514-byte table serves both.
-    """
-    x = SIG_TABLE_STEP * np.arange(SIG_TABLE_SIZE)
-    return round_half_up(NONLINEAR_FUNCTIONS["sigmoid"](x) * ONE).astype(np.int64)
-
-
-SIG = sigmoid_table()
 
 
 def _sigmoid_magnitude(a: np.ndarray) -> np.ndarray:
@@ -52,7 +38,7 @@ def quant_tanh(u: np.ndarray) -> np.ndarray:
     return 4 * np.clip(np.asarray(u, dtype=np.int64), -one_in, one_in)
 
 
-FIXED_FUNCTIONS = {
+FIXED_FUNCTIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "sigmoid": sigmoid_lut,
     "tanh": tanh_lut,
     "quantSigm": quant_sigm,
@@ -72,7 +58,7 @@ def measure_errors() -> dict[str, dict[str, float]]:
     """
     u = np.arange(-32768, 32768, dtype=np.int64)
     x = u / float(1 << PRE_FRAC)
-    out = {}
+    out: dict[str, dict[str, float]] = {}
     for name, fixed in FIXED_FUNCTIONS.items():
         exact = NONLINEAR_FUNCTIONS[name](x) * float(1 << UNIT_FRAC)
         err = np.abs(fixed(u) - exact)

@@ -6,6 +6,8 @@ integer below 2^53, so the result is exact (and much faster than NumPy's integer
 
 from __future__ import annotations
 
+from typing import Literal, overload
+
 import numpy as np
 
 from edgecompile.ir.fixedpoint import ONE, check_int32, rshift, sat16, to_fixed
@@ -41,16 +43,24 @@ def step(qm: QuantizedModel, h: np.ndarray, x_q: np.ndarray) -> np.ndarray:
     check_int32(pre, "pre-activation")
     c = apply(qm.update_nl, sat16(pre + qm.bias_update))
     if qm.cell == "FastGRNN":
-        z = apply(qm.gate_nl, sat16(pre + qm.bias_gate))
-        coef = rshift(qm.zeta * (ONE - z), 14) + qm.nu
+        bias_gate, zeta, nu = qm.grnn_terms()
+        z = apply(qm.gate_nl, sat16(pre + bias_gate))
+        coef = rshift(zeta * (ONE - z), 14) + nu
         keep, new = z * h, coef * c
     else:
-        keep, new = qm.beta * h, qm.alpha * c
+        alpha, beta = qm.rnn_terms()
+        keep, new = beta * h, alpha * c
     total = keep + rshift(new, qm.residual_shift)
     check_int32(total, "residual update")
     return sat16(rshift(total, 14))
 
 
+@overload
+def simulate(qm: QuantizedModel, x_q: np.ndarray, return_states: Literal[False] = False) -> np.ndarray: ...
+@overload
+def simulate(
+    qm: QuantizedModel, x_q: np.ndarray, return_states: Literal[True]
+) -> tuple[np.ndarray, np.ndarray]: ...
 def simulate(
     qm: QuantizedModel, x_q: np.ndarray, return_states: bool = False
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
@@ -71,7 +81,9 @@ def simulate(
             states[:, t, :] = h
     logits = _exact_product(h, qm.FC.values, "FC") + qm.fc_bias
     check_int32(logits, "logits")
-    return (logits, states) if return_states else logits
+    if states is None:
+        return logits
+    return logits, states
 
 
 def dequantize_logits(qm: QuantizedModel, logits_q: np.ndarray) -> np.ndarray:

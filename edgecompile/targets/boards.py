@@ -2,7 +2,8 @@
 
 A profile is data only (pyOCD-style): MCU, clock, memory budget, PlatformIO settings for online
 users (standard platforms) and for offline builds (the local platform and a board definition),
-cycle-counter method, upload method and emulator. Behaviour lives in the other ``targets`` modules.
+cycle-counter method, upload method, emulator and the name of the board's platform. Behaviour
+lives in that platform (``targets.platforms``) and in the other ``targets`` modules.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ class BoardProfile:
     cycle_counter: str
     upload: Upload | None
     emulator: Emulator | None
-    hal: str | None
+    platform: str  # a module of edgecompile.targets.platforms
     build_flags: tuple[str, ...] = ()
     online: dict[str, str] | None = None  # platformio.ini keys of the standard environment
     offline_board: str | None = None  # board id of the offline PlatformIO board file
@@ -80,12 +81,10 @@ class BoardProfile:
         """The fast kernel of this board's core (the reference kernel is always there too)."""
         return _BACKEND_OF_CORE[self.core]
 
-    @property
-    def toolchain_prefix(self) -> str:
-        return {"avr": "avr-", "cortex-m": "arm-none-eabi-", "native": ""}[self.family]
-
     def summary(self) -> dict[str, Any]:
         """A JSON-friendly record (what ``edgecompile boards --json`` writes)."""
+        from edgecompile.targets.platforms import platform_for
+
         return {
             "id": self.id,
             "name": self.name,
@@ -102,14 +101,15 @@ class BoardProfile:
                 "speed": self.upload.speed},
             "emulator": None if self.emulator is None else {
                 "kind": self.emulator.kind, "machine": self.emulator.machine},
-            "harness": self.hal is not None,
+            "platform": self.platform,
+            "harness": platform_for(self).firmware is not None,
             "pio_env_online": self.pio_env_online if self.online else None,
             "pio_env_offline": self.pio_env_offline,
             "online": self.online,
         }
 
 
-def _req(rec: dict, key: str, types, path: Path):
+def _req(rec: dict[str, Any], key: str, types: type | tuple[type, ...], path: Path) -> Any:
     if key not in rec:
         raise BoardError(f"board file {path.name}: missing key '{key}'")
     val = rec[key]
@@ -147,7 +147,7 @@ def profile_from_dict(rec: dict, path: Path = Path("<dict>")) -> BoardProfile:
         cycle_counter=_req(rec, "cycle_counter", str, path),
         upload=None if up is None else Upload(up["tool"], up["protocol"], up.get("speed")),
         emulator=None if emu is None else Emulator(emu["kind"], emu["machine"]),
-        hal=rec.get("hal"),
+        platform=_req(rec, "platform", str, path),
         build_flags=tuple(rec.get("build_flags", ())),
         online=pio.get("online"),
         offline_board=offline.get("board"),

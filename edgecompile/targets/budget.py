@@ -2,18 +2,14 @@
 
 Before building, :func:`estimate_project` compiles each C source of the project (model library
 and harness) on its own with the board's compiler and reads the object sizes: flash (code,
-weights, tables, initialised data) and static RAM (state, scratch, serial buffers), plus a small
-per-family allowance for start-up code and the runtime. The stack needs ``stack_reserve_bytes``
+weights, tables, initialised data) and static RAM (state, scratch, serial buffers), plus the board platform's
+allowance for start-up code and the runtime. The stack needs ``stack_reserve_bytes``
 of the board on top of the static RAM. An over-budget project gets a :class:`BoardError` that
 names what to change (bits, rank, sparsity, hidden size) instead of a linker error.
 
-After linking, :func:`linked_usage` reads the ELF's sections with ``avr-size``/``arm-none-eabi-size``.
-
-AVR reads flash constants (``PROGMEM``: weights, tables) with LPM, whose 16-bit Z pointer reaches
-only the first 64 KB of flash. On parts with more flash (the Mega 2560) the linker places all
-constants right after the vector table, so they are read correctly only while they end below
-0x10000: the estimate refuses constants that cannot fit there, and :func:`linked_usage` refuses
-an ELF with any flash object past that address.
+After linking, :func:`linked_usage` reads the ELF's sections with the board's ``size`` tool.
+Which sections are flash and which RAM, the allowances, and any window the constants must fit
+(AVR's LPM reaches only the low 64 KB) are the platform's (``targets.platforms``).
 """
 
 from __future__ import annotations
@@ -28,33 +24,11 @@ from pathlib import Path
 from edgecompile.errors import BoardError, BuildError
 from edgecompile.hosttools import run_captured
 from edgecompile.targets.boards import BoardProfile, get_board
+from edgecompile.targets.platforms import Platform, platform_for
 from edgecompile.targets.project import PLATFORM_SUBDIR, _defines
 
 COMPILE_TIMEOUT_S = 60.0
 SIZE_TIMEOUT_S = 20.0
-#: Start-up code, vector table and runtime helpers (libgcc) not visible in the objects.
-RUNTIME_FLASH_ALLOWANCE = {"avr": 400, "cortex-m": 1200, "native": 0}
-RUNTIME_RAM_ALLOWANCE = {"avr": 0, "cortex-m": 8, "native": 0}
-
-# Section classification (sizes from `size -A`). On AVR .data/.rodata live in RAM *and* flash.
-_FLASH_ONLY = {
-    "avr": re.compile(r"^\.(text|progmem|vectors|init\d|fini\d|trampolines|ctors|dtors)"),
-    "cortex-m": re.compile(r"^\.(text|rodata|isr_vector|ARM\.ex|init_array|fini_array|preinit_array|init$|fini$)"),
-}
-_FLASH_AND_RAM = {
-    "avr": re.compile(r"^\.(data|rodata)"),
-    "cortex-m": re.compile(r"^\.data"),
-}
-_RAM_ONLY = re.compile(r"^\.(bss|noinit|COMMON)")
-#: Flash that LPM (Z, 16 bits) reaches on AVR, and the constants' sections in an object file.
-LPM_WINDOW_BYTES = 0x10000
-_AVR_CONSTANTS = re.compile(r"^\.progmem")
-#: Placed before the constants: the vector table (the ATmega2560 has 57 four-byte vectors).
-AVR_VECTORS_ALLOWANCE = 256
-#: AVR ELF data-space addresses start here (flash addresses lie below).
-_AVR_DATA_SPACE = 0x800000
-
-
 @dataclass
 class MemoryUse:
     """Bytes of flash and of static RAM (data + bss), with a breakdown by part."""
@@ -144,93 +118,21 @@ def _size_sections(tool: str, path: Path) -> list[tuple[str, int]]:
     return secs
 
 
-def classify(family: str, sections: list[tuple[str, int]]) -> tuple[int, int]:
-    """(flash, RAM) bytes of a list of (section, size)."""
-    flash = ram = 0
-    if family not in _FLASH_ONLY:
-        return 0, 0
-    for name, size in sections:
-        if _FLASH_ONLY[family].match(name):
-            flash += size
-        elif _FLASH_AND_RAM[family].match(name):
-            flash += size
-            ram += size
-        elif _RAM_ONLY.match(name):
-            ram += size
-    return flash, ram
-
-
-def _lpm_limit(board: BoardProfile) -> int | None:
-    """The end of the flash LPM reaches, on AVR parts that have flash beyond it."""
-    if board.family == "avr" and board.flash_bytes is not None and board.flash_bytes > LPM_WINDOW_BYTES:
-        return LPM_WINDOW_BYTES
-    return None
-
-
-def lpm_refusal(board: BoardProfile, needed: int, stage: str) -> str:
-    """The one-line reason for constants that LPM cannot reach, with what to change."""
-    return (f"the model's constants do not fit the low 64 KB of flash on board '{board.id}' ({stage}): "
-            f"they need {needed} B below address 0x10000 ({LPM_WINDOW_BYTES} B), the only flash "
-            f"that {board.mcu} reads constants from (LPM); the rest of its {board.flash_bytes} B "
-            "holds code only; try --bits 8 (halves the weights), a lower rank (wRank/uRank), more "
-            "sparsity or a smaller hidden size")
-
-
-def _objects_past_lpm(tool: str, elf: Path) -> list[tuple[str, int, int]]:
-    """(name, address, size) of every flash data object that ends beyond the LPM window."""
-    try:
-        out = run_captured([tool, "-sW", str(elf)], timeout=SIZE_TIMEOUT_S)
-    except FileNotFoundError as exc:
-        raise BuildError(f"'{tool}' is not installed (needed to check where the constants lie)") from exc
-    except subprocess.TimeoutExpired as exc:
-        raise BuildError(f"'{tool}' did not finish within {SIZE_TIMEOUT_S:.0f} s") from exc
-    if out.returncode != 0:
-        raise BuildError(f"'{tool} -s {elf.name}' failed: {out.stderr.strip()[:300]}")
-    found = []
-    for line in out.stdout.splitlines():
-        cols = line.split()
-        if len(cols) < 8 or cols[3] != "OBJECT" or not cols[1].isalnum():
-            continue
-        addr, size = int(cols[1], 16), int(cols[2], 0)
-        if addr < _AVR_DATA_SPACE and size > 0 and addr + size > LPM_WINDOW_BYTES:
-            found.append((cols[7], addr, size))
-    return found
-
-
 def linked_usage(elf: Path, board: BoardProfile | str) -> MemoryUse:
     """Flash and static RAM of a linked ELF, read with the board's ``size`` tool.
 
-    On AVR parts with more than 64 KB of flash, raises :class:`BoardError` when a flash
-    constant lies past 0x10000 (LPM would read the wrong bytes).
+    Raises :class:`BoardError` when the platform refuses the layout (on AVR parts with more
+    than 64 KB of flash: a flash constant past 0x10000, which LPM would read wrong).
     """
-    board = get_board(board)
-    if board.family == "native":
+    platform = platform_for(board)
+    if not platform.measures_memory:
         return MemoryUse(0, 0)
-    flash, ram = classify(board.family, _size_sections(board.toolchain_prefix + "size", Path(elf)))
-    if _lpm_limit(board) is not None:
-        past = _objects_past_lpm(board.toolchain_prefix + "readelf", Path(elf))
-        if past:
-            end = max(a + s for _, a, s in past)
-            names = ", ".join(sorted(n for n, _, _ in past)[:3])
-            raise BoardError(lpm_refusal(board, end, "linked").replace(
-                "; try", f" ({names} end at 0x{end:x}); try", 1))
+    flash, ram = platform.classify(_size_sections(platform.toolchain_prefix + "size", Path(elf)))
+    platform.check_linked(Path(elf))
     return MemoryUse(flash, ram)
 
 
-def _machine_flags(board: BoardProfile) -> list[str]:
-    if board.family == "avr":
-        return [f"-mmcu={board.mcu}", f"-DF_CPU={board.f_cpu_hz}L"]
-    build = (board.offline_board_json or {}).get("build", {})
-    flags = [f"-mcpu={build.get('cpu', board.core)}", "-mthumb", f"-DF_CPU={board.f_cpu_hz}L",
-             "-DEC_CORTEXM"]
-    if build.get("fpu"):
-        flags += [f"-mfpu={build['fpu']}", f"-mfloat-abi={build.get('float_abi', 'hard')}"]
-    else:
-        flags.append("-mfloat-abi=soft")
-    return flags
-
-
-def _project_sources(project_dir: Path) -> tuple[dict[str, list[Path]], list[Path]]:
+def _project_sources(project_dir: Path, platform: Platform) -> tuple[dict[str, list[Path]], list[Path]]:
     """{part: C files} and the include dirs, as PlatformIO would see them."""
     parts: dict[str, list[Path]] = {}
     incs: list[Path] = []
@@ -244,9 +146,9 @@ def _project_sources(project_dir: Path) -> tuple[dict[str, list[Path]], list[Pat
             root = d / "src" if (d / "src").is_dir() else d
             parts[f"lib/{d.name}"] = sorted(root.rglob("*.c"))
             incs.append(root)
-    cm = project_dir / PLATFORM_SUBDIR / "cortexm"
-    if cm.is_dir():
-        incs.append(cm)
+    for shared in platform.shared_firmware:
+        if (project_dir / PLATFORM_SUBDIR / shared).is_dir():
+            incs.append(project_dir / PLATFORM_SUBDIR / shared)
     return parts, incs
 
 
@@ -258,19 +160,20 @@ def estimate_project(project_dir: Path, board: BoardProfile | str | None = None)
     if board is None:
         board = read_project_config(project_dir)["board"]
     board = get_board(board)
+    platform = platform_for(board)
     parts: dict[str, dict[str, int]] = {}
-    if board.family == "native":
+    if not platform.measures_memory:
         return BudgetReport(board.id, "estimate", 0, None, 0, None, 0, parts)
-    cc = board.toolchain_prefix + "gcc"
+    cc = platform.toolchain_prefix + "gcc"
     if shutil.which(cc) is None:
         raise BuildError(f"'{cc}' is not installed (Debian: gcc-avr / gcc-arm-none-eabi)")
-    sources, incs = _project_sources(project_dir)
-    flags = ["-Os", "-std=gnu11", "-fstack-usage", "-ffunction-sections", "-fdata-sections", *_machine_flags(board),
-             *_defines(board), *(f"-I{d}" for d in incs)]
-    total_flash = RUNTIME_FLASH_ALLOWANCE[board.family]
-    total_ram = RUNTIME_RAM_ALLOWANCE[board.family]
-    lpm_limit = _lpm_limit(board)
-    constants = AVR_VECTORS_ALLOWANCE
+    sources, incs = _project_sources(project_dir, platform)
+    flags = ["-Os", "-std=gnu11", "-fstack-usage", "-ffunction-sections", "-fdata-sections",
+             *platform.machine_flags(), *_defines(board), *(f"-I{d}" for d in incs)]
+    total_flash = platform.runtime_flash_allowance
+    total_ram = platform.runtime_ram_allowance
+    constants_limit = platform.constants_limit()
+    constants = platform.constants_allowance()
     parts["runtime"] = {"flash": total_flash, "ram": total_ram}
     with tempfile.TemporaryDirectory(prefix="ec-budget-") as tmp:
         for part, files in sources.items():
@@ -292,9 +195,9 @@ def estimate_project(project_dir: Path, board: BoardProfile | str | None = None)
                     first = next((ln for ln in res.stderr.splitlines() if "error" in ln),
                                  res.stderr.strip()[:300])
                     raise BuildError(f"{c.relative_to(project_dir)} does not compile: {first}")
-                secs = _size_sections(board.toolchain_prefix + "size", obj)
-                f, r = classify(board.family, secs)
-                constants += sum(size for name, size in secs if _AVR_CONSTANTS.match(name))
+                secs = _size_sections(platform.toolchain_prefix + "size", obj)
+                f, r = platform.classify(secs)
+                constants += platform.constants_bytes(secs)
                 pf += f
                 pr += r
             parts[part] = {"flash": pf, "ram": pr}
@@ -303,7 +206,7 @@ def estimate_project(project_dir: Path, board: BoardProfile | str | None = None)
         stack_bound = _stack_bound(Path(tmp))
     return BudgetReport(board.id, "estimate", total_flash, board.flash_bytes, total_ram,
                         board.ram_bytes, board.stack_reserve_bytes, parts, stack_bound,
-                        constants if lpm_limit is not None else None, lpm_limit)
+                        constants if constants_limit is not None else None, constants_limit)
 
 
 def _stack_bound(obj_dir: Path) -> int | None:
@@ -318,14 +221,6 @@ def _stack_bound(obj_dir: Path) -> int | None:
                 return None
             total += int(cols[1])
     return total
-
-
-def _weight_bits(project_dir: Path) -> int | None:
-    for h in sorted(Path(project_dir).glob("lib/*/src/*.h")):
-        m = re.search(r"#define\s+\w+_WEIGHT_BITS\s+(\d+)", h.read_text(errors="replace"))
-        if m:
-            return int(m.group(1))
-    return None
 
 
 def advice(report: BudgetReport, weight_bits: int | None = None) -> str:
@@ -347,13 +242,14 @@ def advice(report: BudgetReport, weight_bits: int | None = None) -> str:
     return "try " + ", ".join(hints) if hints else ""
 
 
-def check_budget(report: BudgetReport, project_dir: Path | None = None) -> BudgetReport:
-    """Raise :class:`BoardError` naming the overrun and what to change; return the report if ok."""
+def check_budget(report: BudgetReport, weight_bits: int | None = None) -> BudgetReport:
+    """Raise :class:`BoardError` naming the overrun and what to change (``weight_bits``: the
+    project's, from its manifest); return the report if ok."""
     if report.ok:
         return report
     if report.flash_ok and report.ram_ok:
-        raise BoardError(lpm_refusal(get_board(report.board), report.lpm_constants or 0, report.stage))
-    bits = _weight_bits(project_dir) if project_dir is not None else None
+        raise BoardError(platform_for(report.board).constants_refusal(report.lpm_constants or 0,
+                                                                      report.stage))
     what = []
     if not report.flash_ok:
         what.append(f"needs {report.flash_used} B of flash, the board has {report.flash_budget} B")
@@ -364,5 +260,5 @@ def check_budget(report: BudgetReport, project_dir: Path | None = None) -> Budge
     top = f" (largest part: {biggest[0][1]})" if biggest else ""
     msg = (f"the firmware does not fit board '{report.board}' ({report.stage}): "
            + "; ".join(what) + top)
-    tip = advice(report, bits)
+    tip = advice(report, weight_bits)
     raise BoardError(msg + (f"; {tip}" if tip else ""))

@@ -11,8 +11,8 @@ from pathlib import Path
 from edgecompile.errors import BoardError, BuildError
 from edgecompile.targets.boards import BoardProfile, get_board
 from edgecompile.targets.budget import BudgetReport, check_budget, estimate_project, linked_usage
+from edgecompile.targets.manifest import read_manifest
 from edgecompile.targets.platformio import PIO_TIMEOUT_S, choose_offline, run_pio
-from edgecompile.targets.project import read_project_config
 
 #: Lines of PlatformIO's output shown as progress.
 _PROGRESS = re.compile(r"^(Compiling|Linking|Archiving|Building|Checking size|Installing|Downloading)\b")
@@ -33,7 +33,7 @@ class BuildResult:
     estimate: BudgetReport
     linked: BudgetReport
 
-    def to_dict(self) -> dict:
+    def to_json(self) -> dict:
         return {"board": self.board.id, "env": self.env, "offline": self.offline,
                 "elf": str(self.elf), "image": None if self.image is None else str(self.image),
                 "seconds": round(self.seconds, 3), "estimate": self.estimate.to_dict(),
@@ -62,13 +62,13 @@ def build_project(
     """
     say = echo or (lambda _s: None)
     project_dir = Path(project_dir).resolve()
-    cfg = read_project_config(project_dir)
-    board = get_board(cfg.get("board", ""))
+    manifest = read_manifest(project_dir)
+    board = get_board(manifest.board)
     t0 = time.monotonic()
 
     estimate = estimate_project(project_dir, board)
     say(estimate.render())
-    check_budget(estimate, project_dir)
+    check_budget(estimate, manifest.bits)
 
     offline = choose_offline(offline)
     env = select_env(board, offline)
@@ -108,7 +108,7 @@ def build_project(
                           estimate.stack_bound)
     seconds = time.monotonic() - t0
     say(linked.render())
-    check_budget(linked, project_dir)
+    check_budget(linked, manifest.bits)
     say(f"built {elf.relative_to(project_dir)} in {seconds:.1f} s")
     return BuildResult(project_dir, board, env, env.endswith("_offline"), elf, image, seconds,
                        estimate, linked)

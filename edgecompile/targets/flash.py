@@ -1,8 +1,9 @@
 """``edgecompile flash DIR --port PORT``: upload a built project through PlatformIO.
 
-AVR boards upload with avrdude over the serial bootloader (``-c arduino`` for the Uno/Nano);
-the port is checked first (missing, not a serial device, held by another process), the upload
-has a timeout, and avrdude's failures come back as one clear line.
+The board's platform says whether it can be flashed, and offline: AVR boards upload with avrdude
+over the serial bootloader (``-c arduino`` for the Uno/Nano). The port is checked first (missing,
+not a serial device, held by another process), the upload has a timeout, and avrdude's failures
+come back as one clear line.
 
 For tests and users without a board, :class:`SimulatedUno` runs the Uno's Optiboot bootloader
 in simavr with its UART on a pty (``firmware/emulators/uno_optiboot_host.c``): the real avrdude
@@ -27,8 +28,9 @@ from pathlib import Path
 from edgecompile.errors import BoardError, BuildError, LinkError
 from edgecompile.hosttools import cached, run_tool, simavr_program, spawn, stop_group
 from edgecompile.targets.boards import get_board
+from edgecompile.targets.manifest import read_manifest
 from edgecompile.targets.platformio import choose_offline, run_pio
-from edgecompile.targets.project import read_project_config
+from edgecompile.targets.platforms import platform_for
 
 #: Upper bound of one upload (avrdude gives up after ~10 sync attempts well within it).
 UPLOAD_TIMEOUT_S = 120.0
@@ -55,7 +57,7 @@ def port_holders(port: str) -> list[str]:
     except OSError:
         return []
     me = os.getpid()
-    out = []
+    out: list[str] = []
     proc = Path("/proc")
     if not proc.is_dir():
         return out
@@ -131,19 +133,16 @@ def flash_project(
 
     say = echo or (lambda _s: None)
     project_dir = Path(project_dir).resolve()
-    board = get_board(read_project_config(project_dir).get("board", ""))
-    if board.family == "native":
-        raise BoardError("the native board runs on this computer, there is nothing to flash")
-    if board.upload is None or board.upload.tool == "qemu":
-        raise BoardError(f"board '{board.id}' runs in an emulator, there is nothing to flash; "
-                         "use 'edgecompile verify --emulate'")
+    board = get_board(read_manifest(project_dir).board)
+    platform = platform_for(board)
+    upload = platform.check_flashable()
     offline = choose_offline(offline)
-    if offline and board.family != "avr":
-        raise BoardError(f"flashing '{board.id}' needs {board.upload.tool} from the online "
-                         "PlatformIO environment; offline uploads are supported for AVR boards")
+    if offline and not platform.uploads_offline:
+        raise BoardError(f"flashing '{board.id}' needs {upload.tool} from the online "
+                         "PlatformIO environment; this board's platform does not upload offline")
     check_port(port)
     result = build_project(project_dir, offline=offline, echo=echo)
-    say(f"uploading to {port} with {board.upload.tool} ({result.env})")
+    say(f"uploading to {port} with {upload.tool} ({result.env})")
     lines: list[str] = []
     try:
         res = run_pio(["run", "-e", result.env, "-t", "upload", "--upload-port", port],

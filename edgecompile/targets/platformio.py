@@ -63,7 +63,7 @@ def prepare_core_dir(core_dir: Path) -> Path:
     try:
         import SCons  # noqa: F401
     except ImportError as exc:  # pragma: no cover - packaging error
-        raise BuildError("SCons is not installed (pip install scons==4.11.1)") from exc
+        raise BuildError("SCons is not installed (pip install 'scons>=4.4,<5')") from exc
     pio_version, scons_version = pio_versions()
     pkg = core_dir / "packages" / "tool-scons"
     _write_if_changed(pkg / "package.json",
@@ -192,7 +192,7 @@ def run_pio(
         # Also after a normal end: a member the run left behind must not outlive it.
         stop_group(proc, grace=0 if timed_out.is_set() or done else 1.0)
         with contextlib.suppress(OSError, ValueError):
-            proc.stdout.close()
+            proc.stdout.close()  # type: ignore[union-attr]  # piped above
     if timed_out.is_set():
         raise BuildError(f"'pio {' '.join(args)}' took longer than {timeout:.0f} s and was stopped")
     return PioResult(proc.returncode, "".join(lines), time.monotonic() - t0)

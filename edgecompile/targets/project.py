@@ -13,12 +13,11 @@ from pathlib import Path
 from edgecompile.errors import BoardError
 from edgecompile.resources import resource_dir
 from edgecompile.targets.boards import BoardProfile, get_board
+from edgecompile.targets.platforms import platform_for
 
 #: Where the local PlatformIO platform is copied inside a project (relative to the project).
 PLATFORM_SUBDIR = ".edgecompile/platform"
 _C_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_HARNESS_SUFFIXES = (".c", ".h", ".def", ".inc")
-_HAL_SUFFIXES = (".c", ".h", ".S", ".s", ".inc")
 
 
 def _defines(board: BoardProfile) -> list[str]:
@@ -76,35 +75,13 @@ def _tree(root: Path, prefix: str) -> dict[str, bytes]:
     return out
 
 
-def platform_files() -> dict[str, bytes]:
-    """The local PlatformIO platform (``firmware/platform`` + ``firmware/cortexm``) as project
-    files under :data:`PLATFORM_SUBDIR`."""
+def platform_files(board: BoardProfile | str) -> dict[str, bytes]:
+    """The local PlatformIO platform (``firmware/platform`` plus the shared folders the board's
+    platform needs, e.g. ``firmware/cortexm``) as project files under :data:`PLATFORM_SUBDIR`."""
     fw = resource_dir("firmware")
     files = _tree(fw / "platform", PLATFORM_SUBDIR)
-    files.update(_tree(fw / "cortexm", f"{PLATFORM_SUBDIR}/cortexm"))
-    return files
-
-
-def harness_files(board: BoardProfile | str) -> dict[str, bytes]:
-    """The firmware harness for ``board`` flattened into ``src/``: ``firmware/harness/*.{c,h}``
-    plus every source of ``firmware/hal/<board.hal>/``."""
-    board = get_board(board)
-    fw = resource_dir("firmware")
-    if board.hal is None:
-        raise BoardError(f"board '{board.id}' has no firmware harness yet (no HAL for {board.mcu}); "
-                         "export the library alone or pick an emulated board")
-    sources = [p for p in sorted((fw / "harness").glob("*")) if p.suffix in _HARNESS_SUFFIXES]
-    hal_dir = fw / "hal" / board.hal
-    hal = [p for p in sorted(hal_dir.glob("*")) if p.suffix in _HAL_SUFFIXES] if hal_dir.is_dir() else []
-    if not sources or not hal:
-        raise BoardError(f"the firmware harness for '{board.id}' is missing from this installation "
-                         f"(firmware/harness/ and firmware/hal/{board.hal}/)")
-    files: dict[str, bytes] = {}
-    for p in sources + hal:
-        key = f"src/{p.name}"
-        if key in files:
-            raise BoardError(f"firmware file name clash in src/: {p.name}")
-        files[key] = p.read_bytes()
+    for shared in platform_for(board).shared_firmware:
+        files.update(_tree(fw / shared, f"{PLATFORM_SUBDIR}/{shared}"))
     return files
 
 
@@ -126,7 +103,8 @@ def project_files(
         The model library's name (a C identifier); the caller writes it to ``lib/<lib_name>/``.
         It is recorded in ``platformio.ini`` (``[edgecompile] model``) for ``build``'s budget check.
     harness:
-        Include the parity harness (``src/``: ``firmware/harness`` + ``firmware/hal/<hal>``).
+        Include the parity harness (``src/``: ``firmware/harness`` + the platform's
+        ``firmware/<family>/``).
         ``False`` gives a project whose ``src/`` the caller fills (e.g. an Arduino sketch).
     framework:
         ``None`` (bare metal, the harness) or ``"arduino"`` (AVR boards offline: Debian's core).
@@ -156,9 +134,9 @@ def project_files(
 
         files[f"boards/{board.offline_board}.json"] = (
             json.dumps(board.offline_board_json, indent=2, sort_keys=True) + "\n").encode()
-    files.update(platform_files())
+    files.update(platform_files(board))
     if harness:
-        src = harness_files(board)
+        src = platform_for(board).harness_files()
         _check_no_clash(lib_name, src)
         files.update(src)
     return dict(sorted(files.items()))

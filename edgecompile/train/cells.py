@@ -20,6 +20,8 @@ The loss is the mean softmax cross-entropy of ``h_T @ FC + FCbias``.
 
 from __future__ import annotations
 
+from typing import overload
+
 import numpy as np
 
 from edgecompile.reference import sigmoid
@@ -27,7 +29,7 @@ from edgecompile.reference import sigmoid
 MATRIX_NAMES = ("W", "W1", "W2", "U", "U1", "U2")
 
 
-def _nl(name: str, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _nl(name: str | None, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """A nonlinearity's value and derivative at ``x`` (the same formulas as the reference)."""
     if name == "sigmoid":
         y = sigmoid(x)
@@ -54,21 +56,32 @@ def cell_of(params: dict[str, np.ndarray]) -> str:
 
 
 def logits(
-    params: dict[str, np.ndarray], Xn: np.ndarray, gate_nl: str = "sigmoid", update_nl: str = "tanh"
+    params: dict[str, np.ndarray], Xn: np.ndarray, gate_nl: str | None = "sigmoid", update_nl: str = "tanh"
 ) -> np.ndarray:
     """Logits ``[N, C]`` for normalised inputs ``Xn [N, T, D]`` (no gradient bookkeeping)."""
     return loss_and_grads(params, Xn, None, gate_nl, update_nl)[1]
 
 
+@overload
+def loss_and_grads(
+    params: dict[str, np.ndarray], Xn: np.ndarray, y: np.ndarray, gate_nl: str | None = ...,
+    update_nl: str = ..., input_grad: bool = ...,
+) -> tuple[float, np.ndarray, dict[str, np.ndarray]]: ...
+@overload
+def loss_and_grads(
+    params: dict[str, np.ndarray], Xn: np.ndarray, y: None, gate_nl: str | None = ...,
+    update_nl: str = ..., input_grad: bool = ...,
+) -> tuple[float, np.ndarray, None]: ...
 def loss_and_grads(
     params: dict[str, np.ndarray],
     Xn: np.ndarray,
     y: np.ndarray | None,
-    gate_nl: str = "sigmoid",
+    gate_nl: str | None = "sigmoid",
     update_nl: str = "tanh",
     input_grad: bool = False,
 ) -> tuple[float, np.ndarray, dict[str, np.ndarray] | None]:
-    """Mean cross-entropy, logits ``[N, C]`` and the gradient of every parameter.
+    """Mean cross-entropy, logits ``[N, C]`` and the gradient of every parameter (``gate_nl``
+    is read by FastGRNN only).
 
     With ``y=None`` only the forward pass runs (loss ``nan``, gradients ``None``). With
     ``input_grad`` the gradients also hold ``"Xn"``: the loss's gradient w.r.t. ``Xn [N, T, D]``.
@@ -177,7 +190,7 @@ def input_gradient(
     params: dict[str, np.ndarray],
     Xn: np.ndarray,
     y: np.ndarray,
-    gate_nl: str = "sigmoid",
+    gate_nl: str | None = "sigmoid",
     update_nl: str = "tanh",
 ) -> tuple[float, np.ndarray, np.ndarray]:
     """Mean cross-entropy, logits ``[N, C]`` and the loss's gradient w.r.t. the normalised

@@ -120,7 +120,7 @@ class TrainResult:
         }
 
 
-def stratified_split(y: np.ndarray, fraction: float, rng: np.random.Generator):
+def stratified_split(y: np.ndarray, fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Indices (train, val): ``fraction`` of each class (rounded, at least one when >= 2) to val."""
     if fraction <= 0:
         return np.arange(y.size), np.arange(0)
@@ -181,7 +181,8 @@ def top_fraction_mask(a: np.ndarray, sparsity: float) -> np.ndarray:
 
 
 class Adam:
-    def __init__(self, params: dict[str, np.ndarray], lr: float, b1=0.9, b2=0.999, eps=1e-8):
+    def __init__(self, params: dict[str, np.ndarray], lr: float, b1: float = 0.9, b2: float = 0.999,
+                 eps: float = 1e-8) -> None:
         self.lr, self.b1, self.b2, self.eps = lr, b1, b2, eps
         self.m = {k: np.zeros_like(v) for k, v in params.items()}
         self.v = {k: np.zeros_like(v) for k, v in params.items()}
@@ -217,7 +218,8 @@ def params_to_model(
     return model
 
 
-def _eval_fast(params, Xn, y, cfg) -> tuple[float, float]:
+def _eval_fast(params: dict[str, np.ndarray], Xn: np.ndarray, y: np.ndarray,
+               cfg: TrainConfig) -> tuple[float, float]:
     out = cells.logits(params, Xn, cfg.gate_nl, cfg.update_nl)
     shifted = out - out.max(axis=1, keepdims=True)
     logp = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
@@ -267,7 +269,7 @@ def train(
     total = len(stages) + qat_epochs  # an upper bound: early stopping may end sooner
     masks: dict[str, np.ndarray] = {}
     history: list[EpochLog] = []
-    best: tuple | None = None  # (val_acc, -val_loss)
+    best: tuple[float, float] | None = None  # (val_acc, -val_loss)
     best_params, best_epoch, since_best = params, 0, 0
     stopped_early = False
 
@@ -298,12 +300,14 @@ def train(
                         params[k] = params[k] * top_fraction_mask(params[k], cfg.sparsity)
             for k, m in masks.items():
                 params[k] = params[k] * m
-        vloss = vacc = None
+        vloss: float | None = None
+        vacc: float | None = None
+        key = (0.0, 0.0)
         if va.size:
             view = qat.fake_quantize(params, cfg.qat_bits) if stage == "qat" else params
             vloss, vacc = _eval_fast(view, Xva, yva, cfg)
+            key = (vacc, -vloss)
         if eligible(stage):
-            key = (vacc, -vloss) if va.size else (0.0, 0.0)
             if best is None or key > best or not va.size:
                 keep = qat.saved_values(params, cfg.qat_bits) if stage == "qat" else dict(params)
                 best, best_params, best_epoch, since_best = key, keep, epoch, 0

@@ -1,4 +1,4 @@
-/* Cycle counter shared by the Cortex-M HALs (included by firmware/hal/pl011 and /cmsdk only).
+/* Cycle counter shared by the Cortex-M family folders (firmware/mps2, lm3s, stm32f1, ...).
  * DWT CYCCNT where the core has one and it runs (real M3/M4/M7); otherwise SysTick on the CPU
  * clock, 24 bits, polled (no interrupt: each timed call must stay below 2^24 counts).
  * QEMU does not emulate CYCCNT (it reads 0): SysTick is chosen there, and under

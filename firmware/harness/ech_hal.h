@@ -1,4 +1,4 @@
-/* The seam between the portable harness and one board family (firmware/hal/<family>/).
+/* The seam between the portable harness and one board family (firmware/<family>/).
  * A family supplies ech_hal_config.h (buffer sizing) and these functions. */
 #ifndef ECH_HAL_H
 #define ECH_HAL_H

@@ -7,7 +7,7 @@
  * per sequence, one line
  *     R <name> <sequence> <hash> <logit 0> ... <logit C-1>
  * (hexadecimal; hash = FNV-1a over the 16-bit hidden states after every step), then "END".
- * USART0 is polled, 115200 8N1 with U2X, paced by TXC0 as firmware/hal/avr does. */
+ * USART0 is polled, 115200 8N1 with U2X, paced by TXC0 as firmware/avr does. */
 #include <stdint.h>
 
 #include <avr/io.h>

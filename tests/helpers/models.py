@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
 import numpy as np
 
 from edgecompile.frontend.checkpoint import model_from_arrays
@@ -49,7 +52,8 @@ def make_arrays(
     a["FC"] = mat(H, C, 2.0)
     a["FCbias"] = rng.normal(0.0, 0.1, C).astype(np.float32)
     if norm:
-        n = D if norm == "D" else T * D
+        assert norm == "D" or T is not None, "norm='TD' needs T"
+        n = D if norm == "D" or T is None else T * D
         a["mean"] = rng.normal(0.0, 1.0, n).astype(np.float32)
         a["std"] = rng.uniform(0.5, 2.0, n).astype(np.float32)
     if gate_nl != "sigmoid" and cell == "FastGRNN":
@@ -59,10 +63,8 @@ def make_arrays(
     return a
 
 
-def make_model(**kwargs) -> FloatModel:
+def make_model(**kwargs: Any) -> FloatModel:
     model = model_from_arrays(make_arrays(**kwargs))
-    import dataclasses
-
     return dataclasses.replace(model, sha256=model.content_hash())
 
 

@@ -1,0 +1,56 @@
+"""``edgecompile export``: a PlatformIO project for a board."""
+
+from __future__ import annotations
+
+import click
+
+from edgecompile.cli.options import MODEL_ARG
+from edgecompile.cli.output import human_to_stderr, warn, write_json
+
+
+@click.command()
+@MODEL_ARG
+@click.option("--board", required=True, help="Target board id (see `edgecompile boards`), e.g. uno, native.")
+@click.option("--bits", type=click.Choice(["8", "16"]), default=None,
+              help="Weight width [default: 8; a quantized-model .json keeps its own].")
+@click.option("--calib", type=click.Path(), default=None,
+              help="Raw calibration inputs [N,T,D] (.npy); without it formats use assumed ranges.")
+@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Project directory to create [default: ./<name>_<board>].")
+@click.option("--force", is_flag=True,
+              help="Replace a project exported there before: the files its manifest lists and the build "
+                   "outputs go, other files stay.")
+@click.option("--name", default=None, help="C name of the model library [default: the checkpoint's stem].")
+@click.option("--zip", "zip_library", is_flag=True,
+              help="Also write <name>.zip: the library for the Arduino IDE's "
+                   "Sketch > Include Library > Add .ZIP Library (docs/arduino.md).")
+@click.option("--library-version", default="1.0.0", show_default=True,
+              help="Version written into the library's library.json / library.properties.")
+@click.option("--library-author", default="unspecified", show_default=True,
+              help="Author (and maintainer) written into the library's metadata.")
+@click.option("--library-license", default=None,
+              help="SPDX license id for the library's library.json [default: none stated].")
+@click.option("--library-url", default="", help="Homepage written into the library's metadata.")
+@click.option("--json", "json_path", type=click.Path(), default=None,
+              help="Write what was exported (directory, library, manifest) as JSON (-: standard output).")
+def export(model: str, board: str, bits: str | None, calib: str | None, out_dir: str | None,
+           force: bool, name: str | None, zip_library: bool, library_version: str, library_author: str,
+           library_license: str | None, library_url: str, json_path: str | None) -> None:
+    """Write a PlatformIO project (model library + firmware harness) for a board.
+
+    MODEL is a checkpoint (.npz or a directory of .npy) or a quantized model (.json from
+    `edgecompile quantize`). The output is byte-identical for identical input, written
+    atomically, with edgecompile-manifest.json listing the sha256 of every file.
+    """
+    from edgecompile.pipeline.export import export_project
+
+    err = human_to_stderr(json_path)
+    from edgecompile.codegen.render import LibraryInfo
+
+    library = LibraryInfo(library_version, library_author, library_license, library_url)
+    result = export_project(model, board, bits=int(bits) if bits else None, calib=calib,
+                            out_dir=out_dir, force=force, name=name, warn=warn, zip_library=zip_library,
+                            library=library)
+    write_json(json_path, result.to_json())
+    click.echo(f"wrote {result.out_dir}: {len(result.manifest.files) + 1} files, library "
+               f"lib/{result.name}/ for {result.board}; {result.qmodel.summary()}", err=err)

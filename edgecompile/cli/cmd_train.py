@@ -1,0 +1,104 @@
+"""``edgecompile train``: FastGRNN/FastRNN training with NumPy."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from edgecompile.cli.output import human_to_stderr, write_json
+
+if TYPE_CHECKING:
+    from edgecompile.train import EpochLog
+
+
+@click.command()
+@click.option("--data", required=True, type=click.Path(),
+              help="Raw training inputs: X.npy [N,T,D], or a UEA/UCR .ts file (labels inside).")
+@click.option("--labels", type=click.Path(), default=None,
+              help="Class ids 0..C-1 (.npy); optional with a labelled .ts file.")
+@click.option("--cell", type=click.Choice(["FastGRNN", "FastRNN"]), default="FastGRNN", show_default=True)
+@click.option("--hidden", type=click.IntRange(1), default=32, show_default=True, help="Hidden size H.")
+@click.option("--wrank", type=click.IntRange(1), default=None, help="Rank of W = W1 @ W2 (default: full).")
+@click.option("--urank", type=click.IntRange(1), default=None, help="Rank of U = U1 @ U2 (default: full).")
+@click.option("--sparsity", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.0, show_default=True,
+              help="Fraction of zeros in each of W/W1/W2/U/U1/U2 (three-stage schedule).")
+@click.option("--epochs", type=click.IntRange(1), default=60, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
+@click.option("--lr", type=click.FloatRange(0.0, min_open=True), default=0.01, show_default=True,
+              help="Adam learning rate.")
+@click.option("--val-split", type=click.FloatRange(0.0, 0.9), default=0.2, show_default=True,
+              help="Fraction of each class held out for validation / early stopping (0: none).")
+@click.option("--patience", type=click.IntRange(1), default=None,
+              help="Early stopping: epochs without validation gain [default: max(10, epochs/5)].")
+@click.option("--qat", is_flag=True, help="Quantization-aware fine-tuning after training.")
+@click.option("--qat-bits", type=click.Choice(["8", "16"]), default="8", show_default=True)
+@click.option("--qat-epochs", type=click.IntRange(1), default=None,
+              help="QAT epochs [default: max(5, epochs/5)].")
+@click.option("--length", type=click.IntRange(1), default=None,
+              help="Pad (at the front) or cut every series to T steps [default: the longest].")
+@click.option("--pad", type=click.Choice(["edge", "zero"]), default="edge", show_default=True,
+              help="Front padding of short series: repeat the first frame, or zeros.")
+@click.option("--gate-nl", type=click.Choice(["sigmoid", "quantSigm"]), default="sigmoid", show_default=True)
+@click.option("--update-nl", type=click.Choice(["tanh", "quantTanh"]), default="tanh", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--json", "json_path", type=click.Path(), default=None,
+              help="Write the training report as JSON (-: standard output).")
+@click.option("-o", "--out", required=True, type=click.Path(), help="Checkpoint to write (.npz; -: standard output).")
+def train(data: str, labels: str | None, out: str, quiet: bool, json_path: str | None,
+          length: int | None, pad: str, qat_bits: str, **options: Any) -> None:
+    """Train a FastGRNN/FastRNN (low rank, sparse, optional QAT) with NumPy.
+
+    Writes an EdgeML-layout checkpoint with per-channel mean/std. Deterministic for a seed.
+    """
+    from edgecompile.frontend.checkpoint import save_checkpoint
+    from edgecompile.train import TrainConfig, load_training_data
+    from edgecompile.train import train as run_training
+
+    err = human_to_stderr(out, json_path)
+    td = load_training_data(data, labels, length, pad)
+    options["val_fraction"] = options.pop("val_split")
+    cfg = TrainConfig(qat_bits=int(qat_bits), **options)
+    cfg.check()
+    n, steps, dims = td.X.shape
+    if not quiet:
+        click.echo(f"training {cfg.cell} D={dims} H={cfg.hidden} C={int(td.y.max()) + 1} on {n} "
+                   f"sequences of T={steps}", err=True)
+        if td.class_labels:
+            click.echo(f"class ids 0..{len(td.class_labels) - 1} are the file's labels "
+                       f"{' '.join(td.class_labels)}", err=True)
+    total = cfg.epochs + (cfg.qat_epochs or max(5, cfg.epochs // 5)) * cfg.qat
+    if quiet:
+        result = run_training(td.X, td.y, cfg, td.lengths)
+    elif not sys.stderr.isatty():  # logs: one line every tenth of the epochs
+        every = max(1, total // 10)
+
+        def log_line(log: EpochLog) -> None:
+            if log.epoch % every == 0:
+                click.echo(f"epoch {log.epoch}/{total} {_epoch_line(log)}", err=True)
+
+        result = run_training(td.X, td.y, cfg, td.lengths, log_line)
+    else:
+        def shown(log: EpochLog | None) -> str | None:
+            return None if log is None else _epoch_line(log)
+
+        with click.progressbar(length=total, label="training", file=sys.stderr, show_pos=True,
+                               item_show_func=shown) as bar:
+            result = run_training(td.X, td.y, cfg, td.lengths, lambda log: bar.update(1, log))
+    save_checkpoint(result.model, out)
+    report = result.report()
+    report.update(output=out, data=data, seq_len=steps,
+                  class_labels=td.class_labels)
+    write_json(json_path, report)
+    val = "-" if result.val_acc is None else f"{result.val_acc:.1%}"
+    click.echo(f"wrote {out}: train accuracy {result.train_acc:.1%}, validation {val} "
+               f"(epoch {result.best_epoch} of {len(result.history)}"
+               f"{', stopped early' if result.stopped_early else ''}), {result.seconds:.1f} s", err=err)
+
+
+def _epoch_line(log: EpochLog) -> str:
+    best = "" if log.best_val_acc is None else f" (best {log.best_val_acc:.1%})"
+    val = "" if log.val_acc is None else f" val {log.val_acc:.1%}{best}"
+    return f"[{log.stage}] loss {log.loss:.3f} train {log.train_acc:.1%}{val}"

@@ -1,0 +1,14 @@
+"""Arguments and options that several commands share."""
+
+from __future__ import annotations
+
+import click
+
+MODEL_ARG = click.argument("model", type=click.Path(dir_okay=True))
+
+
+PROJECT_ARG = click.argument("project_dir", metavar="DIR", type=click.Path(file_okay=False))
+OFFLINE_OPT = click.option(
+    "--offline/--online", default=None,
+    help="Local platform over Debian toolchains (no network), or the standard PlatformIO "
+         "platform. Default: offline when the PlatformIO registry cannot be reached.")
