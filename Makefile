@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 # Debian's Arduino AVR core (Arduino-framework builds, Optiboot), a host C compiler with libc
 # headers, and venv for Python.
 APT_PACKAGES := gcc-avr avr-libc binutils-avr gcc-arm-none-eabi libnewlib-arm-none-eabi \
-	libsimavr-dev qemu-system-arm avrdude arduino-core-avr gcc libc6-dev python3-venv
+	libsimavr-dev qemu-system-arm avrdude arduino-core-avr gcc libc6-dev python3-venv openocd
 # What only the tests need on top: the Arduino IDE's builder, simavr, clang, strace, and a
 # headless browser for the HTML reports.
 APT_TEST_PACKAGES := arduino-builder arduino-ctags simavr clang strace chromium chromium-driver

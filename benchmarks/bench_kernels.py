@@ -6,12 +6,16 @@ error) and read the cycle counts it reports, then split the flash of the linked 
 code and model data (weights + tables) from the symbol table. Prints ONE markdown table.
 
     .venv/bin/python benchmarks/bench_kernels.py [--cells a,b,c] [--bits 8,16]
-        [--boards uno,mps2-an385,mps2-an386,mps2-an500] [--n 4] [--work DIR]
+        [--boards uno,mps2_an385,mps2_an386,mps2_an500] [--n 4] [--work DIR]
         [--kernels fast,reference]
 
-Units: on the Uno, CPU cycles (simavr is cycle-exact, Timer1 at clk/1); on the QEMU boards,
-instructions (``-icount shift=0`` SysTick, QEMU models no pipeline): M3/M4/M7 columns compare
-instruction counts, not time.
+``--boards twins`` runs the real boards that have an emulated twin (nucleo_f401re on QEMU's
+netduinoplus2, bluepill_f103c8 on stm32vldiscovery, microbit on microbit); ``all`` both sets.
+
+Units: on the Uno, CPU cycles (simavr is cycle-exact, Timer1 at clk/1); on the QEMU boards and
+twins, instructions (``-icount shift=0``, the counter's counts times the machine's
+instructions per count; QEMU models no pipeline): M0/M3/M4/M7 columns compare instruction
+counts, not time.
 """
 
 from __future__ import annotations
@@ -43,9 +47,15 @@ CELLS = {
     "b": dict(D=16, H=32, wrank=None, urank=None, T=16, C=10, what="D16 H32 full rank"),
     "c": dict(D=12, H=32, wrank=None, urank=None, T=29, C=9, what="D12 H32 dense (vowels)"),
 }
-BOARDS = ("uno", "mps2-an385", "mps2-an386", "mps2-an500")
-BOARD_LABEL = {"uno": "Uno (AVR)", "lm3s6965evb": "lm3s6965evb (M3)", "mps2-an385": "AN385 (M3)",
-               "mps2-an386": "AN386 (M4)", "mps2-an500": "AN500 (M7)"}
+BOARDS = ("uno", "mps2_an385", "mps2_an386", "mps2_an500")
+#: real boards whose firmware runs on a QEMU twin of the same SoC family
+TWINS = ("nucleo_f401re", "bluepill_f103c8", "microbit")
+BOARD_SETS = {"twins": TWINS, "all": BOARDS + TWINS}
+BOARD_LABEL = {"uno": "Uno (AVR)", "lm3s6965evb": "lm3s6965evb (M3)", "mps2_an385": "AN385 (M3)",
+               "mps2_an386": "AN386 (M4)", "mps2_an500": "AN500 (M7)",
+               "nucleo_f401re": "Nucleo F401RE on netduinoplus2 (M4)",
+               "bluepill_f103c8": "Blue Pill on stm32vldiscovery (M3)",
+               "microbit": "micro:bit v1 on microbit (M0)"}
 NAME = "bench"
 
 
@@ -105,7 +115,16 @@ def split_flash(elf: Path, board_id: str, name: str = NAME) -> tuple[int, int]:
     return code, data
 
 
+def board_list(spec: str) -> list[str]:
+    """``--boards``: comma-separated ids (former ids accepted) or the sets ``twins``, ``all``."""
+    out: list[str] = []
+    for item in spec.split(","):
+        out += BOARD_SETS[item] if item in BOARD_SETS else [get_board(item).id]
+    return out
+
+
 def run_one(key: str, bits: int, board: str, n: int, work: Path, kernel: str = "fast") -> dict:
+    board = get_board(board).id
     fm = cell_model(key)
     X = cell_data(key, n)
     with warnings.catch_warnings():
@@ -136,7 +155,8 @@ def table(rows: list[dict]) -> str:
     lines = [head, "|" + "---|" * 11]
     for r in rows:
         lines.append(
-            f"| {r['cell']}: {CELLS[r['cell']]['what']} | int{r['bits']} | {BOARD_LABEL[r['board']]} | {r['kernel']} "
+            f"| {r['cell']}: {CELLS[r['cell']]['what']} | int{r['bits']} "
+            f"| {BOARD_LABEL.get(r['board'], r['board'])} | {r['kernel']} "
             f"| {r['macs']:,} | {r['per_step']:,.0f} {r['unit']} | {r['per_step'] / r['macs']:.1f} "
             f"| {r['per_inf']:,.0f} (T={r['T']}) | {r['code']:,} | {r['data']:,} "
             f"| {r['flash']:,} / {r['ram']:,} |")
@@ -147,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cells", default="a,b,c")
     ap.add_argument("--bits", default="8,16")
-    ap.add_argument("--boards", default=",".join(BOARDS))
+    ap.add_argument("--boards", default=",".join(BOARDS),
+                    help="board ids, or 'twins' / 'all' (see the module docstring)")
     ap.add_argument("--n", type=int, default=4, help="sequences per run (median reported)")
     ap.add_argument("--work", type=Path, default=None, help="keep the projects here")
     ap.add_argument("--kernels", default="fast", help="fast (default), reference; comma-separated")
@@ -159,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for key in args.cells.split(","):
             for bits in (int(b) for b in args.bits.split(",")):
-                for board in args.boards.split(","):
+                for board in board_list(args.boards):
                     for kernel in args.kernels.split(","):
                         print(f"# cell {key} int{bits} {board} {kernel} ...", file=sys.stderr, flush=True)
                         rows.append(run_one(key, bits, board, args.n, work, kernel))

@@ -1,7 +1,7 @@
 """`make demo`: the whole edgecompile chain on the shipped example, with no hardware.
 
 inspect -> evaluate (float vs int8) -> export for the Uno -> offline build -> verify on the
-simulated Uno (simavr) -> the same for a simulated Cortex-M3 (QEMU mps2-an385) -> one summary.
+simulated Uno (simavr), with its HTML report -> the same for a simulated Cortex-M3 (QEMU mps2-an385) -> one summary.
 Every step runs the installed `edgecompile` console script, exactly as a user would type it;
 the summary is read back from the JSON reports the commands write.
 """
@@ -20,8 +20,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = Path("examples/japanese_vowels")  # paths relative to REPO, where every step runs
 OUT = Path("out/demo")  # default; `--out DIR` writes elsewhere
-BOARDS = ("uno", "mps2-an385")
+BOARDS = ("uno", "mps2_an385")
 NAME = "jvowels"
+REPORT_BOARD = "uno"  # verify --report DIR for this board: out/demo/report-uno/index.html
 
 
 def edgecompile_exe() -> str:
@@ -71,11 +72,14 @@ def main() -> None:
              "--name", NAME, "-o", str(project), "--force")
         step(f"4. Build it offline with PlatformIO, checking the {board}'s memory budget",
              "build", str(project), "--offline", "--json", str(out / f"build-{board}.json"))
+        page = ["--report", str(out / f"report-{board}")] if board == REPORT_BOARD else []
         step(f"5. Run it on the emulated {board} and compare every logit with the host simulator",
              "verify", str(project), "--emulate", "--data", str(X), "--labels", str(y),
-             "--json", str(out / f"verify-{board}.json"))
+             "--json", str(out / f"verify-{board}.json"), *page)
     print_summary(out)
-    print(f"\ndemo done in {time.monotonic() - start:.0f} s; reports and projects are in {out}/")
+    print(f"\nthe verify report of the {REPORT_BOARD} (parity, accuracy, memory, cycles), to open in "
+          f"a browser: {out / f'report-{REPORT_BOARD}' / 'index.html'}")
+    print(f"demo done in {time.monotonic() - start:.0f} s; reports and projects are in {out}/")
 
 
 def print_summary(out: Path) -> None:

@@ -19,9 +19,9 @@ from edgecompile.targets.project import project_files
 
 from .targets_helpers import FIXTURES
 
-REQUIRED = ["uno", "nano", "megaatmega2560", "native", "lm3s6965evb", "mps2-an385", "mps2-an386",
-            "mps2-an500", "nano33ble", "nucleo_f401re", "bluepill_f103c8", "pico"]
-EMULATED = ["lm3s6965evb", "mps2-an385", "mps2-an386", "mps2-an500"]
+REQUIRED = ["uno", "nano", "megaatmega2560", "native", "lm3s6965evb", "mps2_an385", "mps2_an386",
+            "mps2_an500", "nano33ble", "nucleo_f401re", "bluepill_f103c8", "pico"]
+EMULATED = ["lm3s6965evb", "mps2_an385", "mps2_an386", "mps2_an500"]
 
 
 def test_every_required_board_has_a_valid_profile():
@@ -35,7 +35,7 @@ def test_every_required_board_has_a_valid_profile():
             assert b.flash_bytes > 0 and b.ram_bytes > 0 and b.f_cpu_hz > 0
     for bid in EMULATED:
         assert get_board(bid).emulator.kind == "qemu"
-        assert get_board(bid).emulator.machine == bid
+        assert get_board(bid).emulator.machine == bid.replace("_", "-")
     for bid in ("nano33ble", "nucleo_f401re", "bluepill_f103c8", "pico"):
         assert get_board(bid).online["platform"] in ("nordicnrf52", "ststm32", "raspberrypi")
 
@@ -73,7 +73,7 @@ def test_each_board_platform_accepts_its_json(board):
 
 
 def test_platform_refuses_what_it_does_not_support():
-    rec = json.loads((resource_dir("boards") / "mps2-an385.json").read_text())
+    rec = json.loads((resource_dir("boards") / "mps2_an385.json").read_text())
     rec["cycle_counter"] = "timer1"
     with pytest.raises(BoardError, match="cycle_counter 'timer1' is not one of systick-icount"):
         platform_for(profile_from_dict(rec))
@@ -86,7 +86,7 @@ def test_platform_refuses_what_it_does_not_support():
 
 
 def test_cycle_units_come_from_the_board_platform():
-    qemu = platform_for("mps2-an385").cycle_unit("systick", 25e6, emulated=True)
+    qemu = platform_for("mps2_an385").cycle_unit("systick", 25e6, emulated=True)
     assert (qemu.scale, qemu.hz) == (40.0, None) and "40 per count" in qemu.name
     assert platform_for("lm3s6965evb").cycle_unit("systick", 50e6, emulated=True).scale == 80.0
     avr = platform_for("uno").cycle_unit("avr-timer1", 16e6, emulated=True)
@@ -120,13 +120,26 @@ def test_boards_command_lists_memory_and_emulator(tmp_path):
     for bid in REQUIRED:
         assert bid in res.output
     assert "qemu:mps2-an386" in res.output and "simavr:atmega328p" in res.output
-    uno_line = next(ln for ln in res.output.splitlines() if ln.startswith("uno "))
-    assert "32256 B" in uno_line and "2 KB" in uno_line
+    lines = res.output.splitlines()
+    assert "flash KiB" in lines[0] and "RAM KiB" in lines[0]  # one unit for every size column
+    uno_line = next(ln for ln in lines if ln.startswith("uno "))
+    assert " 31.5 " in uno_line and " 2.0 " in uno_line and "pio" in uno_line
+    assert "baremetal, arduino " in uno_line
+    nucleo = next(ln for ln in lines if ln.startswith("nucleo_f401re "))
+    assert "arduino (online)" in nucleo and "drive, openocd" in nucleo
     data = json.loads(out.read_text())
     recs = {b["id"]: b for b in data["boards"]}
     assert set(REQUIRED) <= set(recs)
     assert recs["uno"]["flash_bytes"] == 32256 and recs["uno"]["ram_bytes"] == 2048
-    assert recs["mps2-an500"]["emulator"] == {"kind": "qemu", "machine": "mps2-an500"}
+    assert recs["mps2_an500"]["emulator"] == {"kind": "qemu", "machine": "mps2-an500"}
+    caps = {bid: r["capabilities"] for bid, r in recs.items()}
+    assert caps["uno"] == {"harness": ["baremetal", "arduino"], "arduino_offline": True,
+                           "emulator": {"kind": "simavr", "machine": "atmega328p", "twin": False},
+                           "flash": ["pio"], "upload_tool": "avrdude"}
+    assert caps["mps2_an500"]["flash"] == [] and caps["mps2_an500"]["upload_tool"] is None
+    assert caps["nucleo_f401re"]["emulator"]["twin"] is True
+    assert caps["pico"]["flash"] == ["drive", "pyocd", "openocd"] and caps["pico"]["emulator"] is None
+    assert caps["native"]["flash"] == []
 
 
 def test_project_files_are_deterministic_and_relative():
@@ -145,12 +158,12 @@ def test_project_files_are_deterministic_and_relative():
     assert json.loads(a["boards/ec_uno.json"])["build"]["mcu"] == "atmega328p"
     assert ".edgecompile/platform/platform.json" in a
     assert not any("/cortexm/" in k for k in a)  # the Cortex-M start-up is not an AVR's
-    assert ".edgecompile/platform/cortexm/startup.c" in project_files("mps2-an385", "tiny")
+    assert ".edgecompile/platform/cortexm/startup.c" in project_files("mps2_an385", "tiny")
 
 
 def test_project_files_take_the_whole_harness_for_the_family():
     fw = resource_dir("firmware")
-    for bid in ("uno", "mps2-an385", "lm3s6965evb", "native"):
+    for bid in ("uno", "mps2_an385", "lm3s6965evb", "native"):
         board = get_board(bid)
         files = project_files(board, "tiny")
         want = {f"src/{p.name}" for p in (fw / "harness").glob("*") if p.suffix in (".c", ".h", ".def")}
@@ -159,17 +172,19 @@ def test_project_files_take_the_whole_harness_for_the_family():
 
 
 def test_board_without_offline_standard_platform_has_only_the_offline_env():
-    ini = project_files("mps2-an386", "m").get("platformio.ini").decode()
+    ini = project_files("mps2_an386", "m").get("platformio.ini").decode()
     assert "[env:mps2_an386_offline]" in ini and "default_envs = mps2_an386_offline" in ini
     assert ini.count("[env:") == 1
-    assert '"cpu": "cortex-m4"' in project_files("mps2-an386", "m")["boards/ec_mps2_an386.json"].decode()
+    assert '"cpu": "cortex-m4"' in project_files("mps2_an386", "m")["boards/ec_mps2_an386.json"].decode()
 
 
 def test_project_files_refusals():
     with pytest.raises(BoardError, match="C identifier"):
         project_files("uno", "my-model")
+    generic = json.loads((resource_dir("boards") / "pico.json").read_text())
+    generic["platform"] = "cortexm"  # the Arm base platform: the library only, no harness
     with pytest.raises(BoardError, match="no firmware harness"):
-        project_files("pico", "m")
+        project_files(profile_from_dict(generic), "m")
     with pytest.raises(BoardError, match="AVR"):
         project_files("lm3s6965evb", "m", harness=False, framework="arduino")
     assert "src/ech_main.c" not in project_files("pico", "m", harness=False)
@@ -191,7 +206,7 @@ def test_section_classification_per_family():
     secs = [(".text", 100), (".progmem.data", 50), (".data", 10), (".rodata", 4), (".bss", 20),
             (".noinit", 2), (".comment", 99), (".debug_info", 500)]
     assert platform_for("uno").classify(secs) == (164, 36)
-    assert platform_for("mps2-an385").classify(secs) == (114, 32)  # no PROGMEM on Arm
+    assert platform_for("mps2_an385").classify(secs) == (114, 32)  # no PROGMEM on Arm
 
 
 def _report(flash, ram, parts=None):

@@ -31,7 +31,7 @@ def _build(project: Path, **kw):
     return res, pio, lines
 
 
-@pytest.mark.parametrize("board", ["uno", "lm3s6965evb", "mps2-an385", "mps2-an386", "mps2-an500",
+@pytest.mark.parametrize("board", ["uno", "lm3s6965evb", "mps2_an385", "mps2_an386", "mps2_an500",
                                    "native"])
 def test_exported_project_builds_offline(tmp_path, board):
     """`export` (generated library + parity harness) through real PlatformIO, local platform."""
@@ -52,7 +52,7 @@ def test_exported_project_builds_offline(tmp_path, board):
     assert res.linked.ram_used - 16 <= res.estimate.ram_used <= res.linked.ram_used + 64
 
 
-@pytest.mark.parametrize("board", ["lm3s6965evb", "mps2-an500"])
+@pytest.mark.parametrize("board", ["lm3s6965evb", "mps2_an500"])
 def test_cortexm_startup_code_runs_in_qemu(tmp_path, board):
     """Vector table, .data copy, .bss zeroing and constructors, checked on the emulated core."""
     project = make_project(tmp_path, board, harness=False, src=FIXTURES / "cortexm_hello" / "src")
@@ -134,7 +134,7 @@ def test_build_without_network(tmp_path):
 
     if shutil.which("strace") is None:
         pytest.skip("strace not installed")
-    project = export_real(tmp_path / "strict", "mps2-an385")
+    project = export_real(tmp_path / "strict", "mps2_an385")
     log = tmp_path / "strace.log"
     res = subprocess.run(["unshare", "-n", "strace", "-f", "-qq", "-e", "trace=connect,execve",
                           "-o", str(log), *cmd[:-1], str(project), "--offline"],

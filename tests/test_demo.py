@@ -21,7 +21,7 @@ def test_demo_runs_the_whole_chain_bit_exactly(tmp_path):
     assert "## Summary" in result.stdout
     y = np.load(REPO / "examples" / "japanese_vowels" / "y_test.npy")
     evaluation = json.loads((tmp_path / "evaluate.json").read_text())
-    for board in ("uno", "mps2-an385"):
+    for board in ("uno", "mps2_an385"):
         v = json.loads((tmp_path / f"verify-{board}.json").read_text())
         assert v["n"] == y.size
         assert v["exact_match"] == 1.0 and v["max_abs_diff_lsb"] == 0

@@ -25,10 +25,10 @@ from .helpers.models import make_inputs, make_model
 
 pytestmark = pytest.mark.slow
 
-BOARDS = ["native", "simavr", "lm3s6965evb", "mps2-an385", "mps2-an386", "mps2-an500"]
+BOARDS = ["native", "simavr", "lm3s6965evb", "mps2_an385", "mps2_an386", "mps2_an500"]
 #: The kernel backend of each board's library.
-BACKEND = {"native": "native", "simavr": "avr", "lm3s6965evb": "armv7m", "mps2-an385": "armv7m",
-           "mps2-an386": "armv7em", "mps2-an500": "armv7em"}
+BACKEND = {"native": "native", "simavr": "avr", "lm3s6965evb": "armv7m", "mps2_an385": "armv7m",
+           "mps2_an386": "armv7em", "mps2_an500": "armv7em"}
 MODELS = {
     "dense": dict(D=6, H=8, C=4),
     "lowrank_sparse": dict(D=8, H=16, C=5, wrank=3, urank=4, sparsity=0.5),
@@ -145,7 +145,7 @@ def test_simavr_reset_mid_sequence_is_detected(tmp_path):
 
 
 def test_parallel_runs_do_not_clash(tmp_path):
-    boards = ["simavr", "simavr", "mps2-an385", "mps2-an385", "native"]
+    boards = ["simavr", "simavr", "mps2_an385", "mps2_an385", "native"]
     errors: list[BaseException] = []
     urls: list[str] = []
     together = threading.Barrier(len(boards), timeout=60)  # all running at the same time
@@ -178,7 +178,7 @@ def test_parallel_runs_do_not_clash(tmp_path):
     assert len(set(urls)) == len(boards)
 
 
-@pytest.mark.parametrize("board", ["native", "simavr", "mps2-an385"])
+@pytest.mark.parametrize("board", ["native", "simavr", "mps2_an385"])
 @pytest.mark.parametrize("exc", [RuntimeError, KeyboardInterrupt])
 def test_no_orphan_process_on_failure(board, exc, tmp_path):
     procs = []

@@ -66,7 +66,7 @@ def test_busy_port_names_the_process(tmp_path):
 
 
 def test_emulated_boards_are_not_flashed(tmp_path):
-    project = make_project(tmp_path, "mps2-an385")
+    project = make_project(tmp_path, "mps2_an385")
     with pytest.raises(BoardError, match=r"exists only in QEMU \(mps2-an385\).*verify --emulate"):
         flash_project(project, "/dev/null", echo=None)
     res = CliRunner().invoke(main, ["flash", str(project), "--port", "/dev/null", "--offline"])
@@ -80,8 +80,10 @@ def test_emulated_boards_are_not_flashed(tmp_path):
 def test_offline_upload_only_where_the_platform_has_one(tmp_path, monkeypatch):
     monkeypatch.setenv("EDGECOMPILE_OFFLINE", "1")
     project = make_project(tmp_path, "nucleo_f401re", harness=False)
+    # PlatformIO's uploader (stlink) exists only online; offline the probes and the drive flash it
+    # (tests/test_flash_methods.py).
     with pytest.raises(BoardError, match="needs stlink from the online PlatformIO environment"):
-        flash_project(project, "/dev/null", echo=None)
+        flash_project(project, "/dev/null", echo=None, method="pio")
 
 
 @pytest.mark.slow

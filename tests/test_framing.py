@@ -87,7 +87,7 @@ def test_protocol_constants_match_c_header():
     assert defs["ECH_REPLY_BIT"] == pr.REPLY_BIT
     for code, (name, _) in pr.CYCLE_SOURCES.items():
         c_name = {"avr-timer1": "AVR_TIMER1", "dwt-cyccnt": "DWT", "systick": "SYSTICK",
-                  "posix-clock-ns": "POSIX_NS"}[name]
+                  "posix-clock-ns": "POSIX_NS", "peripheral-timer": "TIMER"}[name]
         assert defs["ECH_CYCLES_" + c_name] == code
 
 

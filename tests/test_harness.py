@@ -34,8 +34,8 @@ def test_cortexm_build_is_warning_free(tmp_path, board):
     assert hb.build_cortexm(tmp_path, board).exists()
 
 
-@pytest.mark.parametrize("board,cpu", [("mps2-an385", "cortex-m0plus"), ("lm3s6965evb", "cortex-m4"),
-                                       ("mps2-an385", "cortex-m7")])
+@pytest.mark.parametrize("board,cpu", [("mps2_an385", "cortex-m0plus"), ("lm3s6965evb", "cortex-m4"),
+                                       ("mps2_an385", "cortex-m7")])
 def test_cortexm_compiles_for_every_core(tmp_path, board, cpu):
     srcs, inc = hb._sources(hb.STANDIN, board)
     for src in srcs:

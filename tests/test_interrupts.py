@@ -240,7 +240,7 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     data = root / "X.npy"
     np.save(data, make_inputs(model, n=1500, T=12, seed=3))
     out = {"root": root, "data": data}
-    for board in ("uno", "mps2-an385"):
+    for board in ("uno", "mps2_an385"):
         out[board] = _export(root / "built", board, model_path, calib)
         subprocess.run([EDGECOMPILE, "build", str(out[board]), "--offline"], check=True,
                        capture_output=True, timeout=300)
@@ -270,7 +270,7 @@ def test_build_interrupted(work: dict[str, Path], sig: signal.Signals, moment: s
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["INT", "TERM"])
 @pytest.mark.parametrize("board,program", [("uno", "simavr_host"),
-                                           ("mps2-an385", "qemu-system-arm")])
+                                           ("mps2_an385", "qemu-system-arm")])
 def test_verify_emulate_interrupted(work: dict[str, Path], board: str, program: str,
                                     sig: signal.Signals) -> None:
     project = work[board]

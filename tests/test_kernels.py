@@ -97,9 +97,9 @@ def test_reference_nonlinearities_exhaustive(half, nl):
 # --- the real assembly / DSP code under emulators ---------------------------------------------
 
 EMULATED = [  # (board, bits, shape, extra define)
-    ("uno", 8, "lr", None), ("uno", 16, "full", None), ("mps2-an385", 8, "full", None),
+    ("uno", 8, "lr", None), ("uno", 16, "full", None), ("mps2_an385", 8, "full", None),
     ("uno", 16, "lr", "EC_KERNEL_REFERENCE"), ("uno", 8, "wide", None), ("uno", 16, "wide", None),
-    ("mps2-an386", 8, "lr", None), ("mps2-an386", 16, "full", None), ("mps2-an500", 8, "full", None),
+    ("mps2_an386", 8, "lr", None), ("mps2_an386", 16, "full", None), ("mps2_an500", 8, "full", None),
     ("uno", 8, "usps", None), ("uno", 8, "qnl", None), ("uno", 16, "rnn", None),
 ]
 SHAPES = {"lr": dict(D=9, H=20, C=4, wrank=4, urank=5), "full": dict(D=9, H=20, C=4),

@@ -92,7 +92,7 @@ def test_memory_map_comes_from_the_board(images, board, vectors, estack):
 TWIN_COUNTS = {
     "nucleo_f401re": (1e9 / 168e6, "systick"),
     "bluepill_f103c8@stm32vldiscovery": (1e9 / 24e6, "systick"),
-    "microbit": (1e9 / 16e6, "unknown-5"),
+    "microbit": (1e9 / 16e6, "peripheral-timer"),
 }
 
 

@@ -62,9 +62,9 @@ def offline(monkeypatch):
     monkeypatch.setenv("EDGECOMPILE_OFFLINE", "1")
 
 
-EMULATED = ["native", "uno", "nano", "megaatmega2560", "lm3s6965evb", "mps2-an385", "mps2-an386",
-            "mps2-an500"]
-QEMU = ("lm3s6965evb", "mps2-an385", "mps2-an386", "mps2-an500")
+EMULATED = ["native", "uno", "nano", "megaatmega2560", "lm3s6965evb", "mps2_an385", "mps2_an386",
+            "mps2_an500"]
+QEMU = ("lm3s6965evb", "mps2_an385", "mps2_an386", "mps2_an500")
 
 
 @pytest.mark.slow
@@ -78,6 +78,9 @@ def test_verify_emulate_bit_exact(tmp_path, board):
     report = json.loads((tmp_path / "r.json").read_text())
     assert tuple(sorted(report)) == tuple(sorted(JSON_KEYS))
     assert report["n"] == N and report["exact_match"] == 1.0
+    assert report["bits"] == 8 and report["port"] is None and report["traced"] is True
+    assert report["mismatched"] == [] and report["first_divergence"] is None
+    assert report["board"] in (board, board.replace("-", "_"))
     assert report["max_abs_diff_lsb"] == 0 and report["argmax_agreement"] == 1.0
     # the float accuracy comes from the exported model.npz: the float class everywhere but FLIPPED
     assert report["accuracy_float"] == (N - FLIPPED) / N
@@ -136,7 +139,11 @@ def test_verify_mismatch_names_first_divergence(tmp_path):
     assert (f"first divergence: sequence 0, step 1, unit 3: host {states[0][t, u]}, "
             f"device {bad_states[0][t, u]}") in res.output
     exact = np.mean([np.array_equal(logits[i], bad_logits[i]) for i in range(N)])
-    assert json.loads((tmp_path / "r.json").read_text())["exact_match"] == exact
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["exact_match"] == exact
+    assert report["mismatched"] == differ and report["traced"] is True
+    assert report["first_divergence"] == {"sequence": 0, "step": 1, "unit": 3,
+                                          "host": int(states[0][t, u]), "device": int(bad_states[0][t, u])}
 
 
 @pytest.mark.slow
@@ -209,7 +216,7 @@ def _info(source: str, hz: int) -> DeviceInfo:
 
 
 def test_qemu_instruction_counts_have_no_clock_time():
-    qemu = cycle_unit(_info("systick", 25_000_000), platform_for("mps2-an385"), True)
+    qemu = cycle_unit(_info("systick", 25_000_000), platform_for("mps2_an385"), True)
     assert qemu.hz is None and qemu.scale == 40.0 and "instructions" in qemu.name
     avr = cycle_unit(_info("avr-timer1", 16_000_000), platform_for("uno"), True)
     assert avr.hz == 16e6 and avr.scale == 1.0 and avr.name == "cpu cycles (AVR Timer1), simavr cycle-exact"
@@ -223,3 +230,38 @@ def test_qemu_instruction_counts_have_no_clock_time():
                           flash_bytes=None, ram_bytes=None, model_sha256="ab" * 32)
     assert report.to_json()["ms_per_step"] is None
     assert f"- (the counts are {qemu.name}, not clock time)" in report.render()
+
+
+def test_verify_out_is_what_predict_gives_for_the_project_on_the_emulated_uno(tmp_path):
+    """``verify --out`` saves the device's logits; ``predict PROJECT`` computes the same on the
+    host, bit for bit (the project's own quantized model, no --calib); ``--json -`` is stdout."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    proj, _, qm = make_project(tmp_path, "uno")
+    exe = Path(sys.executable).parent / "edgecompile"
+    env = dict(os.environ, EDGECOMPILE_OFFLINE="1")
+
+    def cli(*args):
+        return subprocess.run([str(exe), *map(str, args)], cwd=tmp_path, capture_output=True, text=True,
+                              timeout=300, env=env)
+
+    res = cli("verify", proj, "--emulate", "--data", "X.npy", "--labels", "y.npy", "-o", "device.npy",
+              "--json", "-")
+    assert res.returncode == 0, res.stderr
+    report = json.loads(res.stdout)  # only the JSON on stdout, the table on stderr
+    assert "PARITY OK" in res.stderr
+    assert sorted(report) == sorted(JSON_KEYS)
+    assert (report["board"], report["bits"], report["port"], report["traced"]) == ("uno", 8, None, False)
+    assert report["mismatched"] == [] and report["first_divergence"] is None and report["n"] == N
+    assert isinstance(report["flash_bytes"], int) and isinstance(report["max_abs_diff_lsb"], int)
+    device = np.load(tmp_path / "device.npy")
+    assert device.dtype == np.float64 and device.shape == (N, qm.num_classes)
+    res = cli("predict", proj, "--data", "X.npy", "-o", "host.npy")
+    assert res.returncode == 0, res.stderr
+    host = np.load(tmp_path / "host.npy")
+    assert host.tobytes() == device.tobytes()
+    x_q = quantize_inputs(qm, np.load(tmp_path / "X.npy"))
+    assert np.array_equal(device * 2.0**qm.logit_frac, simulate(qm, x_q))  # not all zero by chance
+    assert len(set(device.argmax(1).tolist())) > 1

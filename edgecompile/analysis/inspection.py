@@ -4,46 +4,61 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from edgecompile.ir.model import FloatModel
 from edgecompile.ir.qmodel import QMatrix, QuantizedModel
 from edgecompile.quant.bounds import bound_report
 
 
-def inspect_report(model: FloatModel) -> dict[str, Any]:
-    """A JSON-ready summary: cell, dims, ranks, non-zeros, parameters, bytes, MACs per step."""
-    matrices: dict[str, dict[str, Any]] = {}
-    for name, m in (("W", model.W), ("U", model.U)):
-        matrices[name] = {
-            "shape": [m.in_dim, m.out_dim],
-            "rank": m.rank,
-            "factors": [list(f.shape) for f in m.factors],
-            "params": m.params(),
-            "nonzeros": m.nonzeros(),
-            "sparsity": round(1.0 - m.nonzeros() / m.params(), 4),
-        }
-    matrices["FC"] = {
-        "shape": list(model.FC.shape), "rank": None, "factors": [list(model.FC.shape)],
-        "params": int(model.FC.size), "nonzeros": int((model.FC != 0).sum()),
-        "sparsity": round(1.0 - float((model.FC != 0).sum()) / model.FC.size, 4),
+def _matrix_entry(factors: list[np.ndarray]) -> dict[str, Any]:
+    params = int(sum(f.size for f in factors))
+    nonzeros = int(sum(np.count_nonzero(f) for f in factors))
+    return {
+        "shape": [int(factors[0].shape[0]), int(factors[-1].shape[1])],
+        "rank": int(factors[0].shape[1]) if len(factors) == 2 else None,
+        "factors": [list(map(int, f.shape)) for f in factors],
+        "params": params,
+        "nonzeros": nonzeros,
+        "sparsity": round(1.0 - nonzeros / params, 4),
     }
+
+
+def inspect_report(model: FloatModel | QuantizedModel) -> dict[str, Any]:
+    """A JSON-ready summary: cell, dims, ranks, non-zeros, parameters, bytes, MACs per step.
+
+    Of a float checkpoint, or of a quantized model without one (then the non-zeros are those of
+    its integers and ``model_sha256`` the hash of the float model it came from, "" if unknown)."""
+    if isinstance(model, QuantizedModel):
+        factors = {"W": [f.values for f in model.W.factors], "U": [f.values for f in model.U.factors],
+                   "FC": [model.FC.values]}
+        gate_nl: str | None = model.gate_nl if model.cell == "FastGRNN" else None
+        sha256, seq_len = model.source_sha256, model.seq_len
+    else:
+        factors = {"W": list(model.W.factors), "U": list(model.U.factors), "FC": [model.FC]}
+        gate_nl, sha256, seq_len = model.gate_nl, model.sha256, model.seq_len
+    matrices = {name: _matrix_entry(fs) for name, fs in factors.items()}
     weights = sum(int(m["params"]) for m in matrices.values())
     vectors = model.hidden_dim * (2 if model.cell == "FastGRNN" else 1) + model.num_classes + 2
     params = weights + vectors
+    macs = sum(int(f.shape[0] * f.shape[1]) for name in ("W", "U") for f in factors[name])
     return {
         "cell": model.cell,
         "input_dim": model.input_dim,
         "hidden_dim": model.hidden_dim,
         "num_classes": model.num_classes,
-        "seq_len": model.seq_len,
-        "gate_nonlinearity": model.gate_nl,
+        "seq_len": seq_len,
+        "gate_nonlinearity": gate_nl,
         "update_nonlinearity": model.update_nl,
-        "normalisation": None if model.mean is None else ("per-step T*D" if model.seq_len else "per-feature D"),
+        "normalisation": None if model.mean is None else ("per-step T*D" if seq_len else "per-feature D"),
         "matrices": matrices,
         "params": params,
         "bytes": {"float32": 4 * params, "int16": 2 * params, "int8": weights + 2 * vectors},
-        "macs_per_step": model.macs_per_step(),
-        "macs_classifier": int(model.FC.size),
-        "model_sha256": model.sha256,
+        "macs_per_step": macs,
+        "macs_classifier": int(np.prod(factors["FC"][0].shape)),
+        "model_sha256": sha256,
+        "float_model": not isinstance(model, QuantizedModel),
+        "quantized": None,
     }
 
 
@@ -67,8 +82,10 @@ def render_report(report: dict[str, Any]) -> str:
         "",
         f"parameters: {report['params']}   bytes: float32 {b['float32']}, int16 {b['int16']}, int8 {b['int8']}",
         f"MACs per step: {report['macs_per_step']}   classifier MACs: {report['macs_classifier']}",
-        f"model sha256: {report['model_sha256']}",
+        f"model sha256: {report['model_sha256'] or 'unknown'}",
     ]
+    if not report.get("float_model", True):
+        lines.append("(no float model: the counts are those of the quantized integers)")
     return "\n".join(lines)
 
 

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import html
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edgecompile.analysis.robustness import RobustnessReport
-from edgecompile.errors import EdgecompileError
+from edgecompile.report.page import check_out_dir, figure, render_page, write_page
 
 PLOTS: tuple[tuple[str, str], ...] = (
     ("pseudospectra.png", "Pseudospectra of U with the eigenvalues of U and U_q"),
@@ -21,15 +19,6 @@ PLOTS: tuple[tuple[str, str], ...] = (
     ("hidden_norm.png", "Hidden-state norm over a long horizon"),
     ("transient.png", "Transient amplification of a unit perturbation of h_0"),
 )
-
-
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _plot_pseudospectra(plt: Any, r: RobustnessReport, path: Path) -> None:
@@ -172,31 +161,10 @@ def render_html(r: RobustnessReport, title: str) -> str:
          f"{_num(tr['linear_float'])} / {_num(tr['linear_quantized'])}"),
     ]
     extra_html = "\n".join(f"<tr><th>{name}</th><td colspan=\"2\">{value}</td></tr>" for name, value in extra)
-    figs = "\n".join(
-        f'<figure><img src="{name}" alt="{html.escape(caption)}"><figcaption>{html.escape(caption)}'
-        f"</figcaption></figure>" for name, caption in PLOTS)
-    return f"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>{html.escape(title)}</title>
-<style>
-body {{ font-family: sans-serif; margin: 1.5em; color: #222; max-width: 1400px; }}
-table {{ border-collapse: collapse; margin: 0.5em 1.5em 1em 0; display: inline-table; vertical-align: top; }}
-th, td {{ border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; font-size: 0.9em; }}
-th {{ text-align: left; font-weight: normal; background: #f4f4f4; }}
-thead th {{ font-weight: bold; }}
-.plots {{ display: grid; grid-template-columns: repeat(auto-fill, minmax(640px, 1fr));
-         gap: 0.6em; align-items: start; }}
-figure {{ margin: 0; }}
-figcaption {{ font-size: 0.85em; color: #555; text-align: center; }}
-img {{ border: 1px solid #ddd; }}
-</style>
-</head>
-<body>
-<h1>{html.escape(title)}</h1>
-<p>{html.escape(r.cell)}, H={r.hidden}, int{r.bits} weights, {r.n} labelled sequences; model sha256
-<code>{r.model_sha256[:16]}</code>. Perturbations are L&infin;-bounded in normalised input units;
+    figs = "\n".join(figure(name, caption) for name, caption in PLOTS)
+    return render_page(title, f"""<p>{html.escape(r.cell)}, H={r.hidden}, int{r.bits} weights, {r.n} labelled
+sequences; model sha256 <code>{r.model_sha256[:16]}</code>. Perturbations are L&infin;-bounded in normalised
+input units;
 worst case: PGD ({r.pgd_steps} steps) from each of {r.draws} random draws, plus FGSM.</p>
 <table id="summary">
 <thead><tr><th>recurrent matrix</th><th>U (float)</th><th>U_q (int{r.bits})</th></tr></thead>
@@ -213,56 +181,19 @@ worst case: PGD ({r.pgd_steps} steps) from each of {r.draws} random draws, plus 
 </table>
 <div class="plots">
 {figs}
-</div>
-</body>
-</html>
-"""
+</div>""")
 
 
-def check_out_dir(out_dir: str | os.PathLike) -> None:
-    """Refuse, before any work, an output path that cannot become the page's directory."""
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise EdgecompileError(f"{out}: exists and is not a directory")
-    parent = out.parent if str(out.parent) else Path(".")
-    if parent.exists() and not parent.is_dir():
-        raise EdgecompileError(f"{out}: {parent} is not a directory")
+__all__ = ["PLOTS", "check_out_dir", "render_html", "write_report_page"]
 
 
 def write_report_page(r: RobustnessReport, out_dir: str | os.PathLike, title: str) -> Path:
-    """Write ``index.html`` and the PNGs into ``out_dir``; returns the page's path.
+    """Write ``index.html`` and the PNGs into ``out_dir`` (:func:`edgecompile.report.page.write_page`:
+    atomic, never over a directory that is not a report); returns the page's path."""
+    drawers = (_plot_pseudospectra, _plot_accuracy, _plot_jacobian, _plot_hidden, _plot_transient)
 
-    Everything is rendered in a temporary directory beside ``out_dir`` first and then moved into
-    place (``index.html`` last), so a failure leaves no half-written page.
-    """
-    out = Path(out_dir)
-    check_out_dir(out)
-    parent = out.parent if str(out.parent) else Path(".")
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=parent))
-    except OSError as exc:
-        raise EdgecompileError(f"{out}: cannot write ({exc.strerror or exc})") from None
-    try:
-        plt = _pyplot()
-        drawers = (_plot_pseudospectra, _plot_accuracy, _plot_jacobian, _plot_hidden, _plot_transient)
-        for (name, _), draw in zip(PLOTS, drawers, strict=True):
-            draw(plt, r, tmp / name)
-        (tmp / "index.html").write_text(render_html(r, title), encoding="utf-8")
-        os.chmod(tmp, 0o777 & ~_umask())
-        if not out.exists():
-            os.replace(tmp, out)
-        else:
-            for name in [p for p, _ in PLOTS] + ["index.html"]:
-                os.replace(tmp / name, out / name)
-    except OSError as exc:
-        raise EdgecompileError(f"{out}: cannot write ({exc.strerror or exc})") from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out / "index.html"
+    def plot(draw: Any) -> Any:
+        return lambda plt, path: draw(plt, r, path)
 
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    plots = [(name, plot(draw)) for (name, _), draw in zip(PLOTS, drawers, strict=True)]
+    return write_page(out_dir, render_html(r, title), plots)

@@ -121,16 +121,21 @@ def robustness_report(model: FloatModel, X: np.ndarray, y: np.ndarray, bits: int
                       calib: np.ndarray | None = None, eps: list[float] | None = None,
                       draws: int = 5, pgd_steps: int = 10, seed: int = 0,
                       warn: Callable[[str], None] | None = None,
-                      grid_points: int = 121) -> RobustnessReport:
+                      grid_points: int = 121,
+                      progress: Callable[[int, int, str], None] | None = None) -> RobustnessReport:
     """The full report for raw inputs ``X [N, T, D]`` and labels ``y``; ``calib`` (raw) sets the
-    quantization formats and the states the Jacobians are taken at (``X`` when absent)."""
+    quantization formats and the states the Jacobians are taken at (``X`` when absent).
+    ``progress(done, total, what)`` receives the stages done (quantize, spectra, jacobians,
+    perturbation, dynamics)."""
     with blas_threads(1):
-        return _report(model, X, y, bits, calib, eps, draws, pgd_steps, seed, warn, grid_points)
+        return _report(model, X, y, bits, calib, eps, draws, pgd_steps, seed, warn, grid_points,
+                       progress)
 
 
 def _report(model: FloatModel, X: np.ndarray, y: np.ndarray, bits: int, calib: np.ndarray | None,
             eps: list[float] | None, draws: int, pgd_steps: int, seed: int,
-            warn: Callable[[str], None] | None, grid_points: int) -> RobustnessReport:
+            warn: Callable[[str], None] | None, grid_points: int,
+            progress: Callable[[int, int, str], None] | None = None) -> RobustnessReport:
     started = time.perf_counter()
     timings: dict[str, float] = {}
     clock = [started]
@@ -139,6 +144,8 @@ def _report(model: FloatModel, X: np.ndarray, y: np.ndarray, bits: int, calib: n
         now = time.perf_counter()
         timings[name] = round(now - clock[0], 3)
         clock[0] = now
+        if progress is not None:
+            progress(len(timings), 5, "stages")
 
     eps_list = sorted({0.0, *(DEFAULT_EPS if eps is None else eps)})
     qm: QuantizedModel = quantize_for_cli(model, bits, calib, warn)

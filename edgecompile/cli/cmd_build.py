@@ -6,6 +6,7 @@ import click
 
 from edgecompile.cli.options import OFFLINE_OPT, PROJECT_ARG
 from edgecompile.cli.output import human_to_stderr, write_json
+from edgecompile.cli.progress import reporter
 
 
 @click.command()
@@ -24,6 +25,8 @@ def build(project_dir: str, offline: bool | None, verbose: bool, json_path: str 
     from edgecompile.targets.build import build_project
 
     err = human_to_stderr(json_path)
-    result = build_project(project_dir, offline=offline, echo=lambda line: click.echo(line, err=err),
-                           verbose=verbose)
+    with reporter("build") as progress:
+        result = build_project(project_dir, offline=offline,
+                               echo=lambda line: click.echo(line, err=err), verbose=verbose,
+                               progress=progress)
     write_json(json_path, result.to_json())

@@ -6,6 +6,7 @@ import click
 
 from edgecompile.cli.options import MODEL_ARG
 from edgecompile.cli.output import human_to_stderr, warn, write_json
+from edgecompile.cli.progress import reporter
 
 
 @click.command()
@@ -31,11 +32,19 @@ from edgecompile.cli.output import human_to_stderr, warn, write_json
 @click.option("--library-license", default=None,
               help="SPDX license id for the library's library.json [default: none stated].")
 @click.option("--library-url", default="", help="Homepage written into the library's metadata.")
+@click.option("--framework", type=click.Choice(["baremetal", "arduino"]), default="baremetal",
+              show_default=True,
+              help="The harness on the family's register-level HAL, or on the Arduino core's Serial "
+                   "(PlatformIO framework = arduino; docs/targets.md).")
+@click.option("--library-only", is_flag=True,
+              help="Write only the model library (what goes in lib/<name>/, with its Arduino example) "
+                   "for the board's core: no harness, no PlatformIO project.")
 @click.option("--json", "json_path", type=click.Path(), default=None,
               help="Write what was exported (directory, library, manifest) as JSON (-: standard output).")
 def export(model: str, board: str, bits: str | None, calib: str | None, out_dir: str | None,
            force: bool, name: str | None, zip_library: bool, library_version: str, library_author: str,
-           library_license: str | None, library_url: str, json_path: str | None) -> None:
+           library_license: str | None, library_url: str, framework: str, library_only: bool,
+           json_path: str | None) -> None:
     """Write a PlatformIO project (model library + firmware harness) for a board.
 
     MODEL is a checkpoint (.npz or a directory of .npy) or a quantized model (.json from
@@ -48,9 +57,13 @@ def export(model: str, board: str, bits: str | None, calib: str | None, out_dir:
     from edgecompile.codegen.render import LibraryInfo
 
     library = LibraryInfo(library_version, library_author, library_license, library_url)
-    result = export_project(model, board, bits=int(bits) if bits else None, calib=calib,
-                            out_dir=out_dir, force=force, name=name, warn=warn, zip_library=zip_library,
-                            library=library)
+    with reporter("export") as progress:
+        result = export_project(model, board, bits=int(bits) if bits else None, calib=calib,
+                                out_dir=out_dir, force=force, name=name, warn=warn,
+                                zip_library=zip_library, library=library, progress=progress,
+                                framework=framework, library_only=library_only)
     write_json(json_path, result.to_json())
-    click.echo(f"wrote {result.out_dir}: {len(result.manifest.files) + 1} files, library "
-               f"lib/{result.name}/ for {result.board}; {result.qmodel.summary()}", err=err)
+    what = (f"the library {result.name} alone" if library_only
+            else f"library lib/{result.name}/")
+    click.echo(f"wrote {result.out_dir}: {len(result.manifest.files) + 1} files, {what} for "
+               f"{result.board}; {result.qmodel.summary()}", err=err)

@@ -1,4 +1,4 @@
-"""``edgecompile inspect``: what a checkpoint holds and what it costs per step."""
+"""``edgecompile inspect``: what a model holds and what it costs per step."""
 
 from __future__ import annotations
 
@@ -10,26 +10,36 @@ from edgecompile.cli.output import human_to_stderr, warn, write_json
 
 @click.command()
 @MODEL_ARG
-@click.option("--bits", type=click.Choice(["8", "16"]), default=None,
-              help="Also quantize at this weight width and show formats and nonlinearity errors.")
-@click.option("--calib", type=click.Path(), default=None, help="Raw calibration inputs [N,T,D] (.npy).")
+@click.option("--bits", type=click.Choice(["float", "8", "16"]), default=None,
+              help="Weight width of the quantized view (formats, overflow bounds, nonlinearity "
+                   "errors); float: the float model only [default: 8; a quantized model or "
+                   "project keeps its own].")
+@click.option("--calib", type=click.Path(), default=None,
+              help="Raw calibration inputs [N,T,D] (.npy); without it formats use assumed ranges.")
 @click.option("--json", "json_path", type=click.Path(), default=None,
               help="Write the report as JSON (-: standard output, the text then goes to stderr).")
 def inspect(model: str, bits: str | None, calib: str | None, json_path: str | None) -> None:
-    """Show a checkpoint's cell, dimensions, ranks, sparsity, size and cost per step."""
+    """Show a model's cell, dimensions, ranks, sparsity, size and cost per step.
+
+    MODEL is a checkpoint (.npz or a directory of .npy), a quantized model (.json from
+    `edgecompile quantize` or an export) or an exported project directory; the last two keep
+    their own bit width and formats (--calib does not apply).
+    """
     from edgecompile.analysis.inspection import inspect_report, render_report
-    from edgecompile.frontend.checkpoint import load_checkpoint
+    from edgecompile.pipeline.evaluate import load_model_source, resolve_bits
 
     err = human_to_stderr(json_path)
-    fm = load_checkpoint(model)
-    report = inspect_report(fm)
+    source = load_model_source(model)
+    width = resolve_bits(source, bits, calib)
+    shown = source.float_model if source.float_model is not None else source.qmodel
+    assert shown is not None
+    report = inspect_report(shown)
     click.echo(render_report(report), err=err)
-    if bits:
+    if width != "float":
         from edgecompile.analysis.inspection import quant_report, render_quant_report
-        from edgecompile.frontend.data import load_sequences
-        from edgecompile.pipeline.evaluate import quantize_for_cli
+        from edgecompile.pipeline.evaluate import load_data, quantized_model
 
-        calib_X = load_sequences(calib, fm) if calib else None
-        report["quantized"] = quant_report(quantize_for_cli(fm, int(bits), calib_X, warn=warn))
+        calib_X = load_data(calib, source) if calib else None
+        report["quantized"] = quant_report(quantized_model(source, width, calib_X, warn=warn))
         click.echo(render_quant_report(report["quantized"]), err=err)
     write_json(json_path, report)

@@ -6,28 +6,44 @@ import click
 import numpy as np
 
 from edgecompile.cli.options import MODEL_ARG
-from edgecompile.cli.output import human_to_stderr, save_npy, warn
+from edgecompile.cli.output import human_to_stderr, save_npy, warn, write_json
 
 
 @click.command()
 @MODEL_ARG
 @click.option("--data", required=True, type=click.Path(), help="Raw inputs X [N,T,D] or [T,D] (.npy).")
-@click.option("--bits", type=click.Choice(["float", "8", "16"]), default="float", show_default=True,
-              help="float: the float reference; 8/16: the bit-exact integer simulator, dequantized.")
+@click.option("--bits", type=click.Choice(["float", "8", "16"]), default=None,
+              help="8/16: the bit-exact integer simulator, dequantized; float: the float reference "
+                   "[default: 8; a quantized model or project keeps its own].")
 @click.option("--calib", type=click.Path(), default=None, help="Raw calibration inputs for quantization.")
-@click.option("--out", required=True, type=click.Path(),
-              help="Where to write the logits [N,C] (.npy; -: the .npy bytes to standard output).")
-def predict(model: str, data: str, bits: str, calib: str | None, out: str) -> None:
-    """Compute logits for raw input sequences (float reference or integer simulator)."""
-    from edgecompile.frontend.checkpoint import load_checkpoint
-    from edgecompile.frontend.data import load_sequences
-    from edgecompile.pipeline.evaluate import predict_logits
+@click.option("-o", "--out", required=True, type=click.Path(),
+              help="Where to write the logits [N,C] (float64 .npy; -: the .npy bytes to standard output).")
+@click.option("--json", "json_path", type=click.Path(), default=None,
+              help="Write n, num_classes, bits, predictions per class and the output path as JSON "
+                   "(-: standard output, the text then goes to stderr).")
+def predict(model: str, data: str, bits: str | None, calib: str | None, out: str,
+            json_path: str | None) -> None:
+    """Compute logits for raw input sequences (integer simulator or float reference).
 
-    err = human_to_stderr(out)
-    fm = load_checkpoint(model)
-    X = load_sequences(data, fm)
-    calib_X = load_sequences(calib, fm) if calib else None
-    logits = predict_logits(fm, X, bits, calib_X, warn=warn)
-    save_npy(out, logits.astype(np.float64))
-    counts = np.bincount(logits.argmax(axis=1), minlength=fm.num_classes).tolist()
-    click.echo(f"wrote {out}: logits {list(logits.shape)} ({bits}); predictions per class {counts}", err=err)
+    MODEL is a checkpoint (.npz or a directory of .npy), a quantized model (.json from
+    `edgecompile quantize` or an export) or an exported project directory: the last two give
+    exactly the logits the flashed device computes (`verify --out` saves those).
+    """
+    from edgecompile.pipeline.evaluate import load_data, load_model_source, predict_logits, resolve_bits
+
+    err = human_to_stderr(out, json_path)
+    source = load_model_source(model)
+    width = resolve_bits(source, bits, calib)
+    X = load_data(data, source)
+    calib_X = load_data(calib, source) if calib else None
+    logits = predict_logits(source, X, width, calib_X, warn=warn).astype(np.float64)
+    counts = np.bincount(logits.argmax(axis=1), minlength=logits.shape[1]).tolist()
+    report = {"n": int(logits.shape[0]), "num_classes": int(logits.shape[1]),
+              "bits": None if width == "float" else int(width),
+              "reference": "float" if width == "float" else "integer",
+              "source": source.kind, "predictions_per_class": counts, "output": out}
+    save_npy(out, logits)
+    write_json(json_path, report)
+    what = "float" if width == "float" else f"int{width}"
+    click.echo(f"wrote {out}: logits {list(logits.shape)} ({what}); predictions per class {counts}",
+               err=err)

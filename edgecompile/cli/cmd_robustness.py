@@ -6,6 +6,7 @@ import click
 
 from edgecompile.cli.options import MODEL_ARG
 from edgecompile.cli.output import human_to_stderr, warn, write_json
+from edgecompile.cli.progress import reporter
 
 
 @click.command()
@@ -42,8 +43,12 @@ def robustness(model: str, data: str, labels: str, calib: str | None, bits: str,
     X = load_sequences(data, fm)
     y = load_labels(labels, X.shape[0], fm.num_classes)
     calib_X = load_sequences(calib, fm) if calib else None
-    report = robustness_report(fm, X, y, int(bits), calib_X, eps, draws=draws, seed=seed, warn=warn)
-    page = write_report_page(report, out_dir, f"edgecompile robustness report: {model}")
+    with reporter("robustness") as progress:
+        report = robustness_report(fm, X, y, int(bits), calib_X, eps, draws=draws, seed=seed,
+                                   warn=warn, progress=progress)
+        progress(0, 1, "report page")
+        page = write_report_page(report, out_dir, f"edgecompile robustness report: {model}")
+        progress(1, 1, "report page")
     write_json(json_path, report.to_json())
     click.echo(render_report(report), err=err)
     click.echo(f"wrote {page} ({report.seconds:.1f} s)", err=err)

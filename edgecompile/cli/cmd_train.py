@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from edgecompile.cli.output import human_to_stderr, write_json
+from edgecompile.cli.progress import reporter
 
 if TYPE_CHECKING:
     from edgecompile.train import EpochLog
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 @click.option("--gate-nl", type=click.Choice(["sigmoid", "quantSigm"]), default="sigmoid", show_default=True)
 @click.option("--update-nl", type=click.Choice(["tanh", "quantTanh"]), default="tanh", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--quiet", is_flag=True, help="No progress (bar or lines).")
 @click.option("--json", "json_path", type=click.Path(), default=None,
               help="Write the training report as JSON (-: standard output).")
 @click.option("-o", "--out", required=True, type=click.Path(), help="Checkpoint to write (.npz; -: standard output).")
@@ -70,23 +70,14 @@ def train(data: str, labels: str | None, out: str, quiet: bool, json_path: str |
             click.echo(f"class ids 0..{len(td.class_labels) - 1} are the file's labels "
                        f"{' '.join(td.class_labels)}", err=True)
     total = cfg.epochs + (cfg.qat_epochs or max(5, cfg.epochs // 5)) * cfg.qat
-    if quiet:
-        result = run_training(td.X, td.y, cfg, td.lengths)
-    elif not sys.stderr.isatty():  # logs: one line every tenth of the epochs
-        every = max(1, total // 10)
+    with reporter("train", enabled=not quiet) as progress:
+        def on_epoch(log: EpochLog) -> None:
+            progress(log.epoch, total, "epochs", _epoch_line(log))
 
-        def log_line(log: EpochLog) -> None:
-            if log.epoch % every == 0:
-                click.echo(f"epoch {log.epoch}/{total} {_epoch_line(log)}", err=True)
-
-        result = run_training(td.X, td.y, cfg, td.lengths, log_line)
-    else:
-        def shown(log: EpochLog | None) -> str | None:
-            return None if log is None else _epoch_line(log)
-
-        with click.progressbar(length=total, label="training", file=sys.stderr, show_pos=True,
-                               item_show_func=shown) as bar:
-            result = run_training(td.X, td.y, cfg, td.lengths, lambda log: bar.update(1, log))
+        result = run_training(td.X, td.y, cfg, td.lengths, on_epoch)
+        if result.history:  # early stopping: the last line says where it ended
+            progress(len(result.history), len(result.history), "epochs",
+                     _epoch_line(result.history[-1]))
     save_checkpoint(result.model, out)
     report = result.report()
     report.update(output=out, data=data, seq_len=steps,

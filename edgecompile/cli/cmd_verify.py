@@ -6,7 +6,8 @@ import sys
 
 import click
 
-from edgecompile.cli.output import human_to_stderr, write_json
+from edgecompile.cli.output import human_to_stderr, save_npy, write_json
+from edgecompile.cli.progress import reporter
 
 
 @click.command()
@@ -16,12 +17,21 @@ from edgecompile.cli.output import human_to_stderr, write_json
 @click.option("--data", required=True, type=click.Path(), help="Raw inputs X [N,T,D] (.npy).")
 @click.option("--labels", default=None, type=click.Path(), help="Class labels y [N] (.npy).")
 @click.option("--json", "json_path", type=click.Path(), default=None,
-              help="Write the report as JSON (-: standard output, the text then goes to stderr).")
+              help="Write the report as JSON: board, bits, port, mismatched, first_divergence, "
+                   "traced and the numbers of the table (-: standard output, the text then goes "
+                   "to stderr).")
+@click.option("-o", "--out", type=click.Path(), default=None,
+              help="Save the device's logits [N,C] (float64 .npy, dequantized as `predict` does; "
+                   "-: standard output).")
 @click.option("--trace", is_flag=True,
               help="Also compare hidden states step by step; name the first (step, unit) that differs.")
+@click.option("--report", "report_dir", type=click.Path(), default=None,
+              help="Write an HTML page with plots (DIR/index.html): parity per sequence, accuracy, "
+                   "logit errors, memory and cycles (a new or empty DIR, or an earlier report).")
 @click.pass_context
 def verify(ctx: click.Context, project_dir: str, port: str | None, emulate: bool, data: str,
-           labels: str | None, json_path: str | None, trace: bool) -> None:
+           labels: str | None, json_path: str | None, out: str | None, trace: bool,
+           report_dir: str | None) -> None:
     """Prove over serial that the device computes exactly what the host predicts.
 
     Exit 0 when every logit is equal, 1 on any mismatch or a device running another model,
@@ -29,24 +39,25 @@ def verify(ctx: click.Context, project_dir: str, port: str | None, emulate: bool
     """
     from edgecompile.pipeline.verify import verify_project
 
-    err = human_to_stderr(json_path)
-    bar = {}
+    err = human_to_stderr(json_path, out)
+    if report_dir is not None:
+        from edgecompile.report.page import check_out_dir
 
-    def progress(done: int, total: int) -> None:
-        if total < 20:
-            return
-        if "bar" not in bar:
-            bar["bar"] = click.progressbar(length=total, label="verifying", file=sys.stderr)
-            bar["bar"].__enter__()
-        bar["bar"].update(done - bar["bar"].pos)
-        if done == total:
-            bar.pop("bar").__exit__(None, None, None)
-
+        check_out_dir(report_dir)
     log = (lambda line: click.echo(line, err=True)) if ctx.obj.get("debug") else None
-    report = verify_project(project_dir, data=data, labels=labels, port=port, emulate=emulate,
-                            trace=trace, progress=progress,
-                            echo=lambda line: click.echo(line, err=True), log=log)
+    with reporter("verify") as progress:
+        report = verify_project(project_dir, data=data, labels=labels, port=port, emulate=emulate,
+                                trace=trace,
+                                progress=lambda done, total: progress(done, total, "sequences"),
+                                echo=lambda line: click.echo(line, err=True), log=log)
     click.echo(report.render(), err=err)
+    if out is not None:
+        save_npy(out, report.dequantized_logits())
     write_json(json_path, report.to_json())
+    if report_dir is not None:
+        from edgecompile.report.verify_page import write_verify_report
+
+        page = write_verify_report(report, project_dir, report_dir, data=data)
+        click.echo(f"wrote {page}", err=err)
     if not report.ok:
         sys.exit(1)

@@ -206,8 +206,12 @@ def run_board(board: BoardProfile | str, image: str | Path, timeouts: Timeouts =
 
 
 def _emulated_board(kind: str, machine: str) -> BoardProfile:
+    """The first board that runs in ``kind`` as ``machine``, else the board of that id."""
     for board in list_boards():
         if board.emulator is not None and (board.emulator.kind, board.emulator.machine) == (kind, machine):
+            return board
+    for board in list_boards():
+        if board.emulator is not None and board.emulator.kind == kind and machine in (board.id, *board.aliases):
             return board
     raise LinkError(f"no board runs in {kind} as {machine!r}")
 
@@ -223,7 +227,8 @@ def run_simavr(elf: str | Path, mcu: str = "atmega328p", timeouts: Timeouts = DE
 
 
 def run_qemu(elf: str | Path, machine: str, timeouts: Timeouts = DEFAULT) -> Emulator:
-    """A Cortex-M ELF under qemu-system-arm as the board of that machine, UART0 on a TCP port."""
+    """A Cortex-M ELF under qemu-system-arm as the board of that machine (or of that board id),
+    the harness's UART on a TCP port."""
     return run_board(_emulated_board("qemu", machine), elf, timeouts)
 
 

@@ -36,6 +36,7 @@ CYCLE_SOURCES = {
     2: ("dwt-cyccnt", "cpu cycles"),
     3: ("systick", "SysTick counts on the cpu clock"),
     4: ("posix-clock-ns", "nanoseconds"),
+    5: ("peripheral-timer", "peripheral timer counts at cycle_hz"),
 }
 
 _INFO = struct.Struct("<2sBBBBHHHHHBBI32sH32s")

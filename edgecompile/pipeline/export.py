@@ -65,15 +65,26 @@ class ExportResult:
                 "summary": self.qmodel.summary(), "manifest": self.manifest.to_json()}
 
 
-def board_files(board: str, name: str) -> dict[str, bytes]:
+#: ``export --framework``: the harness on bare registers, or on the Arduino core's ``Serial``.
+FRAMEWORKS = ("baremetal", "arduino")
+
+
+def board_files(board: str, name: str, framework: str = "baremetal") -> dict[str, bytes]:
     """The board-specific part of the project: platformio.ini, board files, firmware harness."""
     from edgecompile.targets.project import project_files
 
-    return project_files(board, name)
+    if framework not in FRAMEWORKS:
+        raise CodegenError(f"framework '{framework}' is not one of {', '.join(FRAMEWORKS)}")
+    return project_files(board, name, framework=None if framework == "baremetal" else framework)
+
+
+#: ``progress(done, total, what)``: see :mod:`edgecompile.cli.progress`.
+ProgressFn = Callable[[int, int, str], None]
 
 
 def _load_model(model: str | os.PathLike[str] | FloatModel | QuantizedModel, bits: int | None,
-                calib: str | os.PathLike[str] | np.ndarray | None, warn: Callable[[str], None] | None
+                calib: str | os.PathLike[str] | np.ndarray | None, warn: Callable[[str], None] | None,
+                progress: ProgressFn | None = None
                 ) -> tuple[QuantizedModel, str, FloatModel | None]:
     """(QuantizedModel, default name, float model if known) from a path, a FloatModel or a
     QuantizedModel."""
@@ -107,7 +118,7 @@ def _load_model(model: str | os.PathLike[str] | FloatModel | QuantizedModel, bit
         check_fits(calib, fm, "calibration data")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", CalibrationWarning)
-        qm = quantize(fm, 8 if bits is None else int(bits), calib)
+        qm = quantize(fm, 8 if bits is None else int(bits), calib, progress=progress)
     for w in caught:
         if warn is not None and issubclass(w.category, CalibrationWarning):
             warn(f"warning: {w.message}")
@@ -126,7 +137,8 @@ def _sha256(data: bytes) -> str:
 
 def project_tree(qm: QuantizedModel, board: str, name: str,
                  float_model: FloatModel | None = None, zip_library: bool = False,
-                 library: LibraryInfo = DEFAULT_LIBRARY) -> dict[str, bytes]:
+                 library: LibraryInfo = DEFAULT_LIBRARY, framework: str = "baremetal",
+                 library_only: bool = False) -> dict[str, bytes]:
     """Every file of the exported project, in memory: ``{relative posix path: bytes}``.
 
     With the float model, a deterministic copy of its checkpoint goes along (``verify`` reports
@@ -136,7 +148,9 @@ def project_tree(qm: QuantizedModel, board: str, name: str,
     from edgecompile.frontend.checkpoint import checkpoint_bytes
     from edgecompile.targets.boards import get_board
 
-    files = dict(board_files(board, name))
+    if library_only:
+        return library_tree(qm, board, name, zip_library, library)
+    files = dict(board_files(board, name, framework))
     # PlatformIO puts src/ and lib/<name>/src/ on one include path: no file name may repeat.
     taken = {rel.rsplit("/", 1)[-1] for rel in files if rel.startswith("src/")}
     lib_files = dict(render_library(qm, name, backend=get_board(board).kernel_backend, info=library))
@@ -153,6 +167,22 @@ def project_tree(qm: QuantizedModel, board: str, name: str,
     if zip_library:
         files[f"{name}.zip"] = library_zip(lib_files, name)
     files[MANIFEST_FILE] = project_manifest(qm, board, name, float_model is not None, files).to_bytes()
+    return dict(sorted(files.items()))
+
+
+def library_tree(qm: QuantizedModel, board: str, name: str, zip_library: bool = False,
+                 library: LibraryInfo = DEFAULT_LIBRARY) -> dict[str, bytes]:
+    """``export --library-only``: the contents of ``lib/<name>/`` (library.json,
+    library.properties, src/, the Arduino example) with the kernel for ``board``'s core, and the
+    manifest; no harness, no PlatformIO project."""
+    from edgecompile.targets.boards import get_board
+
+    lib_files = dict(render_library(qm, name, backend=get_board(board).kernel_backend, info=library))
+    lib_files.update(example_sketch_files(qm, name))
+    files = dict(lib_files)
+    if zip_library:
+        files[f"{name}.zip"] = library_zip(lib_files, name)
+    files[MANIFEST_FILE] = project_manifest(qm, board, name, False, files).to_bytes()
     return dict(sorted(files.items()))
 
 
@@ -382,6 +412,9 @@ def export_project(
     warn: Callable[[str], None] | None = None,
     zip_library: bool = False,
     library: LibraryInfo = DEFAULT_LIBRARY,
+    progress: ProgressFn | None = None,
+    framework: str = "baremetal",
+    library_only: bool = False,
 ) -> ExportResult:
     """Quantize ``model`` (unless already quantized) and write a PlatformIO project for ``board``.
 
@@ -392,18 +425,35 @@ def export_project(
     writes ``<name>.zip`` (the library for the Arduino IDE). Refuses a non-empty
     ``out_dir`` unless it is a project edgecompile made and ``force`` (then only its files and
     build outputs are replaced), and refuses /, $HOME, the current directory and their parents.
-    Raises :class:`EdgecompileError` subclasses (exit status 2).
+    ``progress(done, total, what)`` receives the quantization search's trials, then the
+    project's steps (rendering the files, writing them). ``framework``: ``baremetal`` (the
+    harness on the family's register-level HAL) or ``arduino`` (the harness on the Arduino
+    core's ``Serial``, ``firmware/arduino/``). ``library_only``: only the model library (the
+    contents of ``lib/<name>/``) for the board's core. Raises :class:`EdgecompileError`
+    subclasses (exit status 2).
     """
     from edgecompile.targets.boards import get_board
+
+    if framework not in FRAMEWORKS:
+        raise CodegenError(f"framework '{framework}' is not one of {', '.join(FRAMEWORKS)}")
+    if library_only and framework != "baremetal":
+        raise CodegenError("--library-only has no harness: --framework does not apply to it")
 
     board_id = get_board(board).id  # an unknown board fails before any work
     if name is not None:
         c_ident(name)
     if out_dir is not None:
         _check_target(out_dir, force)  # refuse early: nothing is computed or written
-    qm, stem, fm = _load_model(model, bits, calib, warn)
+    qm, stem, fm = _load_model(model, bits, calib, warn, progress)
     lib_name = name if name is not None else default_name(stem)
     out = Path(out_dir) if out_dir is not None else Path(f"{lib_name}_{board_id}")
-    files = project_tree(qm, board_id, lib_name, fm, zip_library=zip_library, library=library)
+    if progress is not None:
+        progress(0, 2, "project steps (rendering, writing)")
+    files = project_tree(qm, board_id, lib_name, fm, zip_library=zip_library, library=library,
+                         framework=framework, library_only=library_only)
+    if progress is not None:
+        progress(1, 2, "project steps (rendering, writing)")
     write_project(out, files, force)
+    if progress is not None:
+        progress(2, 2, "project steps (rendering, writing)")
     return ExportResult(out, lib_name, board_id, qm, parse_manifest(json.loads(files[MANIFEST_FILE])))

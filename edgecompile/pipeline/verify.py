@@ -15,7 +15,7 @@ from edgecompile.ir.model import FloatModel
 from edgecompile.ir.qmodel import QuantizedModel
 from edgecompile.link.client import Client, open_port
 from edgecompile.targets.boards import BoardProfile
-from edgecompile.targets.manifest import MANIFEST_FILE, Manifest
+from edgecompile.targets.manifest import Manifest
 from edgecompile.targets.platforms import Platform, platform_for
 from edgecompile.verify.parity import Progress, run_parity
 from edgecompile.verify.report import ParityReport
@@ -35,26 +35,12 @@ class Project:
 
 def load_project(project_dir: str | Path) -> Project:
     """The project's manifest, board and models; each model must be the one the manifest names."""
-    from edgecompile.frontend.checkpoint import load_checkpoint
-    from edgecompile.ir.qmodel import load_qmodel
+    from edgecompile.pipeline.evaluate import load_project_models
     from edgecompile.targets.boards import get_board
-    from edgecompile.targets.manifest import read_manifest
 
     root = Path(project_dir)
-    manifest = read_manifest(root)
+    manifest, qm, fm = load_project_models(root)
     board = get_board(manifest.board)
-    qm = load_qmodel(root / manifest.qmodel)
-    if qm.quantized_sha256() != manifest.qmodel_sha256:
-        raise DataError(f"{root / manifest.qmodel} is not the quantized model {MANIFEST_FILE} names "
-                        f"(sha256 {qm.quantized_sha256()[:12]}..., manifest "
-                        f"{manifest.qmodel_sha256[:12]}...): export the project again")
-    fm = None
-    if manifest.checkpoint is not None:
-        fm = load_checkpoint(root / manifest.checkpoint)
-        if fm.sha256 != manifest.model_sha256:
-            raise DataError(f"{root / manifest.checkpoint} is not the float model {MANIFEST_FILE} "
-                            f"names (sha256 {fm.sha256[:12]}..., manifest "
-                            f"{manifest.model_sha256[:12]}...): export the project again")
     return Project(root, manifest, board, platform_for(board), qm, fm)
 
 
@@ -132,6 +118,8 @@ def verify_project(project_dir: str | Path, *, data: str | Path, labels: str | P
     if (port is None) == (not emulate):
         raise DataError("give exactly one of --port PORT and --emulate")
     project = load_project(project_dir)
+    if emulate:
+        project.platform.check_emulator()  # before any build: a board without one says why
     qm = project.qmodel
     X = load_sequences(data)
     if X.shape[2] != qm.input_dim:
@@ -154,4 +142,5 @@ def verify_project(project_dir: str | Path, *, data: str | Path, labels: str | P
                             expected_sha256=project.manifest.model_sha256 or None)
         report.device.update(facts)
     report.flash_bytes, report.ram_bytes = memory_of(project, elf)
+    report.board, report.bits, report.port = project.board.id, qm.bits, port
     return report

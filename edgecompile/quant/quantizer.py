@@ -9,6 +9,7 @@ calibration set (argmax disagreements first, logit error second).
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -164,11 +165,14 @@ def _score(qm: QuantizedModel, X: np.ndarray, ref_logits: np.ndarray) -> tuple[i
 
 
 def quantize(model: FloatModel, bits: int = 8, calib: np.ndarray | None = None,
-             search: bool = True) -> QuantizedModel:
+             search: bool = True,
+             progress: Callable[[int, int, str], None] | None = None) -> QuantizedModel:
     """Quantize ``model`` to int``bits`` weights; ``calib`` is raw inputs ``[N, T, D]``.
 
     Without ``calib`` a :class:`CalibrationWarning` is issued and formats come from assumed
     ranges (|normalised x| <= 4, |h| <= 1); with it, ranges are measured and formats searched.
+    ``progress(done, total, what)`` receives the search's trials (``total`` is the most the
+    two passes can try; the last call has ``done == total``).
     """
     if bits not in (8, 16):
         raise QuantError(f"--bits must be 8 or 16, got {bits}")
@@ -198,11 +202,15 @@ def quantize(model: FloatModel, bits: int = 8, calib: np.ndarray | None = None,
     Xs, refs = X[:SEARCH_SEQUENCES], ref_logits[:SEARCH_SEQUENCES]
     best = _score(qm, Xs, refs)
     initial_score = best
+    trials, most = 0, 2 * 2 * len(formats)
     if search:
         for _ in range(2):  # two passes of coordinate search
             improved = False
             for key in sorted(formats):
                 for delta in (-1, 1):
+                    if progress is not None:
+                        progress(trials, most, "quantization trials")
+                    trials += 1
                     trial = dict(formats, **{key: formats[key] + delta})
                     if not _valid(trial):
                         continue
@@ -217,6 +225,8 @@ def quantize(model: FloatModel, bits: int = 8, calib: np.ndarray | None = None,
                         best, formats, qm, improved = s, trial, cand, True
             if not improved:
                 break
+    if progress is not None:
+        progress(most, most, "quantization trials")
     info = {
         "method": "calibrated ranges + coordinate search" if search else "calibrated ranges",
         "sequences": int(X.shape[0]), "search_sequences": int(Xs.shape[0]),

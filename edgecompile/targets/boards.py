@@ -65,6 +65,7 @@ class BoardProfile:
     online: dict[str, str] | None = None  # platformio.ini keys of the standard environment
     offline_board: str | None = None  # board id of the offline PlatformIO board file
     offline_board_json: dict[str, Any] | None = field(default=None, compare=False)
+    aliases: tuple[str, ...] = ()  # former ids, still accepted by get_board
 
     @property
     def pio_env_online(self) -> str:
@@ -102,6 +103,7 @@ class BoardProfile:
             "emulator": None if self.emulator is None else {
                 "kind": self.emulator.kind, "machine": self.emulator.machine},
             "platform": self.platform,
+            "aliases": list(self.aliases),
             "harness": platform_for(self).firmware is not None,
             "pio_env_online": self.pio_env_online if self.online else None,
             "pio_env_offline": self.pio_env_offline,
@@ -130,6 +132,9 @@ def profile_from_dict(rec: dict, path: Path = Path("<dict>")) -> BoardProfile:
     emu = rec.get("emulator")
     pio = _req(rec, "pio", dict, path)
     offline = pio.get("offline") or {}
+    aliases = rec.get("aliases", [])
+    if not isinstance(aliases, list) or not all(isinstance(a, str) and a for a in aliases):
+        raise BoardError(f"board file {path.name}: 'aliases' must be a list of board ids")
     for key in ("flash_bytes", "ram_bytes", "f_cpu_hz"):
         v = rec.get(key)
         if v is not None and (not isinstance(v, int) or v <= 0):
@@ -152,6 +157,7 @@ def profile_from_dict(rec: dict, path: Path = Path("<dict>")) -> BoardProfile:
         online=pio.get("online"),
         offline_board=offline.get("board"),
         offline_board_json=offline.get("board_json"),
+        aliases=tuple(aliases),
     )
 
 
@@ -171,6 +177,13 @@ def _all_boards() -> tuple[BoardProfile, ...]:
         if prof.id != path.stem:
             raise BoardError(f"board file {path.name} holds board id '{prof.id}' (must match the file name)")
         out.append(prof)
+    seen: dict[str, str] = {}
+    for prof in out:
+        for name in (prof.id, *prof.aliases):
+            if name in seen:
+                raise BoardError(f"board id '{name}' is claimed by both '{seen[name]}' and "
+                                 f"'{prof.id}'")
+            seen[name] = prof.id
     return tuple(sorted(out, key=lambda b: b.id))
 
 
@@ -184,11 +197,15 @@ def board_ids() -> list[str]:
 
 
 def get_board(board_id: str | BoardProfile) -> BoardProfile:
-    """The profile of ``board_id``; an unknown id raises :class:`BoardError` listing valid ids."""
+    """The profile of ``board_id`` (an id or a former id, e.g. ``mps2-an385`` for
+    ``mps2_an385``); an unknown id raises :class:`BoardError` listing valid ids."""
     if isinstance(board_id, BoardProfile):
         return board_id
     for b in _all_boards():
         if b.id == board_id:
+            return b
+    for b in _all_boards():
+        if board_id in b.aliases:
             return b
     raise BoardError(f"unknown board '{board_id}'; valid boards: {', '.join(board_ids())}")
 

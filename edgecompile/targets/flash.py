@@ -15,9 +15,11 @@ from __future__ import annotations
 import os
 import queue
 import re
+import shutil
 import signal
 import stat
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -27,10 +29,20 @@ from pathlib import Path
 
 from edgecompile.errors import BoardError, BuildError, LinkError
 from edgecompile.hosttools import cached, run_tool, simavr_program, spawn, stop_group
-from edgecompile.targets.boards import get_board
+from edgecompile.targets.boards import BoardProfile, get_board
 from edgecompile.targets.manifest import read_manifest
-from edgecompile.targets.platformio import choose_offline, run_pio
+from edgecompile.targets.platformio import choose_offline, network_failure, run_pio
 from edgecompile.targets.platforms import platform_for
+from edgecompile.targets.probes import (
+    DRIVES,
+    METHODS,
+    check_probe,
+    copy_to_drive,
+    find_drive,
+    locate_drive,
+    methods_for,
+    run_probe,
+)
 
 #: Upper bound of one upload (avrdude gives up after ~10 sync attempts well within it).
 UPLOAD_TIMEOUT_S = 120.0
@@ -108,6 +120,63 @@ _AVRDUDE_ERRORS = (
 )
 
 
+#: avrdude's own progress: sync attempts with a silent board, the bar of a write/read/verify.
+_ATTEMPT = re.compile(r"attempt (\d+) of (\d+)")
+_PERCENT = re.compile(r"^(Writing|Reading)\s*\|[ #]*\|\s*(\d+)%")
+#: Seconds between two elapsed-time reports while the uploader says nothing.
+_TICK_S = 1.0
+
+
+class _UploadProgress:
+    """Reports the upload as ``progress(elapsed s, timeout s, what)``, with what the uploader
+    last said (sync attempts with a silent board, its write/verify percentage) after the unit."""
+
+    def __init__(self, progress: Callable[[int, int, str], None] | None, timeout: float) -> None:
+        self.progress = progress
+        self.timeout = max(1, int(timeout))
+        self.t0 = time.monotonic()
+        self.status = "waiting for the uploader"
+        self.stop = threading.Event()
+        self.lines: list[str] = []
+
+    @property
+    def unit(self) -> str:
+        return f"s of the {self.timeout} s upload timeout"
+
+    def on_line(self, line: str) -> None:
+        self.lines.append(line)
+        m = _ATTEMPT.search(line)
+        if m:
+            self.status = f"attempt {m.group(1)} of {m.group(2)} to reach the bootloader, no answer"
+        elif (m := _PERCENT.search(line.strip())) is not None:
+            self.status = f"{m.group(1).lower()} {m.group(2)}%"
+        else:
+            return
+        self.report()
+
+    def report(self) -> None:
+        if self.progress is not None:
+            elapsed = int(time.monotonic() - self.t0)
+            self.progress(min(elapsed, self.timeout - 1), self.timeout, f"{self.unit}: {self.status}")
+
+    def tick(self) -> None:
+        while not self.stop.wait(_TICK_S):
+            self.report()
+
+    def done(self, status: str) -> None:
+        if self.progress is not None:
+            elapsed = max(1, int(time.monotonic() - self.t0))
+            self.progress(elapsed, elapsed, f"{self.unit}: {status}")
+
+    def __enter__(self) -> _UploadProgress:
+        if self.progress is not None:
+            threading.Thread(target=self.tick, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+
+
 @dataclass
 class FlashResult:
     port: str
@@ -118,13 +187,18 @@ class FlashResult:
 
 def flash_project(
     project_dir: Path | str,
-    port: str,
+    port: str | None,
     *,
     offline: bool | None = None,
     timeout: float = UPLOAD_TIMEOUT_S,
     echo: Callable[[str], None] | None = print,
+    progress: Callable[[int, int, str], None] | None = None,
+    method: str = "auto",
 ) -> FlashResult:
     """Build (incrementally, with the budget checks) and upload the project to ``port``.
+
+    ``progress(done, total, what)`` receives the build steps, then the upload's: the
+    uploader's sync attempts or write percentage, else the seconds elapsed of ``timeout``.
 
     Raises :class:`LinkError` (missing/busy port), :class:`BoardError` (a board with no upload
     path here) or :class:`BuildError` (failed upload, timeout).
@@ -136,17 +210,25 @@ def flash_project(
     board = get_board(read_manifest(project_dir).board)
     platform = platform_for(board)
     upload = platform.check_flashable()
+    chosen = _choose_method(board, upload.tool, port, method)
+    if chosen != "pio":
+        return _flash_with_probe(project_dir, board, chosen, port, offline, timeout, echo, progress)
+    if not port:
+        raise LinkError(f"flashing '{board.id}' with {upload.tool} needs --port (its serial port, "
+                        "e.g. /dev/ttyACM0)")
     offline = choose_offline(offline)
     if offline and not platform.uploads_offline:
         raise BoardError(f"flashing '{board.id}' needs {upload.tool} from the online "
                          "PlatformIO environment; this board's platform does not upload offline")
     check_port(port)
-    result = build_project(project_dir, offline=offline, echo=echo)
-    say(f"uploading to {port} with {upload.tool} ({result.env})")
-    lines: list[str] = []
+    result = build_project(project_dir, offline=offline, echo=echo, progress=progress)
+    say(f"uploading to {port} with {upload.tool} ({result.env}), giving up after {timeout:.0f} s")
+    watch = _UploadProgress(progress, timeout)
+    lines = watch.lines
     try:
-        res = run_pio(["run", "-e", result.env, "-t", "upload", "--upload-port", port],
-                      project_dir, timeout=timeout, on_line=lines.append)
+        with watch:
+            res = run_pio(["run", "-e", result.env, "-t", "upload", "--upload-port", port],
+                          project_dir, timeout=timeout, on_line=watch.on_line)
     except BuildError as exc:
         if not os.path.exists(port):
             raise LinkError(f"serial port {port} disappeared during the upload "
@@ -157,12 +239,74 @@ def flash_project(
         for pattern, msg in _AVRDUDE_ERRORS:
             if any(pattern.search(ln) for ln in lines):
                 raise BuildError("upload failed: " + msg.format(port=port))
+        network = network_failure(res.output)
+        if network is not None:
+            raise BuildError(f"upload to {port} failed: {network}")
         tail = next((ln for ln in reversed(lines) if ln.strip() and "=====" not in ln), "")
         raise BuildError(f"upload to {port} failed: {tail.strip()}")
     verified = [ln for ln in lines if "bytes of flash verified" in ln]
+    watch.done("flashed")
     say(f"flashed {port} in {res.seconds:.1f} s" + (f" ({verified[-1].split(':', 1)[-1].strip()})"
                                                     if verified else ""))
     return FlashResult(port, result.env, res.seconds, res.output)
+
+
+#: Upload tools that PlatformIO's uploader runs (``pio run -t upload``).
+PIO_TOOLS = ("avrdude",)
+FLASH_METHODS = ("auto", "pio", *METHODS)
+
+
+def _choose_method(board: BoardProfile, tool: str, port: str | None, method: str) -> str:
+    """``pio`` or a probe/drive method (targets.probes) for ``board``; BoardError if it has none."""
+    have = methods_for(board)
+    if method not in FLASH_METHODS:
+        raise BoardError(f"flash method '{method}' is not one of {', '.join(FLASH_METHODS)}")
+    if method == "pio" or (method == "auto" and (tool in PIO_TOOLS or not have)):
+        return "pio"
+    if method != "auto":
+        if method not in have:
+            raise BoardError(f"board '{board.id}' cannot be flashed with {method}; it takes "
+                             f"{', '.join([*have, 'pio'])}")
+        return method
+    if "drive" in have and ((port and os.path.isdir(port)) or
+                            (not port and find_drive(DRIVES[board.id]))):
+        return "drive"
+    probes = [m for m in have if m != "drive"]
+    if port and os.path.isdir(port) and probes:
+        raise BoardError(f"board '{board.id}' has no USB drive to copy onto; --port is a debug "
+                         "probe's id here")
+    return next((m for m in probes if shutil.which(m) or (Path(sys.executable).parent / m).is_file()),
+                probes[0] if probes else "drive")
+
+
+def _flash_with_probe(project_dir: Path, board: BoardProfile, method: str, port: str | None,
+                      offline: bool | None, timeout: float, echo: Callable[[str], None] | None,
+                      progress: Callable[[int, int, str], None] | None) -> FlashResult:
+    """Build, then program through a debug probe or copy onto the board's USB drive."""
+    from edgecompile.targets.build import build_project
+
+    say = echo or (lambda _s: None)
+    mount = None
+    if method == "drive":
+        mount = locate_drive(board, port)  # before building: no drive is an error in seconds
+    else:
+        check_probe(method, board, port)  # type: ignore[arg-type]
+    result = build_project(project_dir, offline=True if offline is None else offline, echo=echo,
+                           progress=progress)
+    if mount is not None:
+        drive = DRIVES[board.id]
+        image = result.elf.with_suffix(drive.suffix)
+        if not image.is_file():
+            raise BuildError(f"the build made no {image.name} to copy onto the {drive.volume} drive")
+        t0 = time.monotonic()
+        copy_to_drive(image, mount, drive, say=say)
+        seconds = time.monotonic() - t0
+        say(f"flashed {board.id} through its {drive.volume} drive in {seconds:.1f} s")
+        return FlashResult(str(mount), result.env, seconds, "")
+    say(f"programming {board.id} with {method} ({result.elf.name}), giving up after {timeout:.0f} s")
+    seconds = run_probe(method, board, result.elf, port, timeout)  # type: ignore[arg-type]
+    say(f"flashed {board.id} with {method} in {seconds:.1f} s")
+    return FlashResult(port or method, result.env, seconds, "")
 
 
 # ----------------------------------------------------------------- cached host-side tools

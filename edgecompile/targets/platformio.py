@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -120,6 +121,51 @@ def registry_reachable(timeout: float = REGISTRY_PROBE_TIMEOUT_S) -> bool:
         return True
     except (urllib.error.URLError, OSError, ValueError):
         return False
+
+
+#: Lines of PlatformIO's output that mean a network failure.
+_NETWORK_ERROR = re.compile(
+    r"HTTPClientError|InternetConnectionError|not connected to the Internet|ConnectionError|"
+    r"Max retries exceeded|Name or service not known|Temporary failure in name resolution|"
+    r"Network is unreachable|Could not resolve host|SSLError|ReadTimeout|ConnectTimeout")
+_INSTALLING = re.compile(r"(?:Platform|Tool|Library|Package) Manager: Installing (\S+)|"
+                         r"^(?:Installing|Downloading|Unpacking) (\S+)")
+OFFLINE_HINT = ("build offline with --offline (edgecompile's local platform over Debian's "
+                "toolchains, no network)")
+
+
+def require_registry(what: str, timeout: float = REGISTRY_PROBE_TIMEOUT_S) -> None:
+    """Raise :class:`BuildError` at once (within ``timeout`` s) when the PlatformIO registry
+    cannot be reached and ``what`` (e.g. "the standard atmelavr platform") needs it."""
+    if not registry_reachable(timeout):
+        raise BuildError(f"the PlatformIO registry ({REGISTRY_HOST}) cannot be reached within "
+                         f"{timeout:g} s, and {what} needs it: {OFFLINE_HINT}")
+
+
+def platform_installed(project_dir: Path, platform: str) -> bool:
+    """True if the standard PlatformIO ``platform`` is already in the project's core dir (an
+    online build then needs no network for it)."""
+    return (core_dir_for(project_dir) / "platforms" / platform).is_dir()
+
+
+def network_failure(output: str) -> str | None:
+    """One line naming what PlatformIO failed to fetch, when ``output`` shows a network error."""
+    lines = output.splitlines()
+    for i, line in enumerate(lines):
+        if not _NETWORK_ERROR.search(line):
+            continue
+        fetching = None
+        for prev in reversed(lines[:i]):
+            m = _INSTALLING.search(prev.strip())
+            if m:
+                fetching = m.group(1) or m.group(2)
+                break
+        detail = line.strip().rstrip(":").strip() or "network error"
+        if " " not in detail:  # a bare exception name (PlatformIO's HTTPClientError is empty)
+            detail += ": no answer from the server"
+        target = f"download {fetching}" if fetching else "reach the network"
+        return f"PlatformIO could not {target} ({detail}); {OFFLINE_HINT}"
+    return None
 
 
 def choose_offline(offline: bool | None) -> bool:

@@ -232,8 +232,12 @@ def train(
     cfg: TrainConfig,
     lengths: np.ndarray | None = None,
     on_epoch: Callable[[EpochLog], None] | None = None,
+    progress: Callable[[int, int, str], None] | None = None,
 ) -> TrainResult:
     """Train on raw inputs ``X [N, T, D]`` with labels ``y [N]`` (0..C-1); deterministic for a seed.
+
+    ``on_epoch`` receives each epoch's log; ``progress(done, total, what)`` the epochs done of
+    the most planned (early stopping ends sooner: the last call then has ``done == total``).
 
     ``lengths`` (optional) gives the real length of each front-padded sequence, used only for
     the normalisation statistics.
@@ -319,6 +323,8 @@ def train(
         history.append(log)
         if on_epoch:
             on_epoch(log)
+        if progress:
+            progress(epoch, total, "epochs")
 
     for e, stage in enumerate(stages, start=1):
         if stage == "fixed" and not masks:  # end of stage 2: freeze the support
@@ -342,6 +348,8 @@ def train(
             if va.size and since_best >= patience:
                 break
 
+    if progress:
+        progress(len(history), len(history), "epochs")
     model = params_to_model(best_params, mean, std, cfg)
     final = qat.fake_quantize(best_params, cfg.qat_bits) if cfg.qat else best_params
     tacc = _eval_fast(final, Xtr, ytr, cfg)[1]

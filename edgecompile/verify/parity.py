@@ -78,9 +78,12 @@ def run_parity(client: Client, qm: QuantizedModel, X: np.ndarray, labels: np.nda
     cycles = np.zeros(n, dtype=np.float64)
     mismatched: list[int] = []
     first: Divergence | None = None
+    dev_states = None if states is None else np.zeros_like(states)
     for i in range(n):
         res = client.infer(x_q[i], trace=trace)
         got[i] = res.logits
+        if dev_states is not None and res.hidden is not None:
+            dev_states[i] = res.hidden
         cycles[i] = res.cycles
         if not np.array_equal(res.logits, expected[i]):
             mismatched.append(i)
@@ -111,6 +114,15 @@ def run_parity(client: Client, qm: QuantizedModel, X: np.ndarray, labels: np.nda
         model_sha256=info.model_sha256,
         mismatched=sorted(mismatched),
         first_divergence=first,
+        traced=trace,
+        device_logits=got,
+        logit_frac=qm.logit_frac,
+        host_logits=expected,
+        exact=np.isin(np.arange(n), mismatched, invert=True).tolist(),
+        host_states=states,
+        device_states=dev_states,
+        labels=None if labels is None else np.asarray(labels),
+        float_logits=None if float_logits is None else np.asarray(float_logits),
         link=vars(client.stats).copy(),
         device={"fw_version": info.fw_version, "max_steps_per_frame": info.max_steps_per_frame,
                 "cycle_hz": info.cycle_hz, "weight_bits": info.weight_bits,

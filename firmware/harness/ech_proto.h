@@ -31,6 +31,7 @@
 #define ECH_CYCLES_DWT 2u        /* Cortex-M DWT CYCCNT: CPU cycles */
 #define ECH_CYCLES_SYSTICK 3u    /* Cortex-M SysTick on the CPU clock (QEMU -icount: instructions) */
 #define ECH_CYCLES_POSIX_NS 4u   /* host process: CLOCK_MONOTONIC nanoseconds */
+#define ECH_CYCLES_TIMER 5u      /* a peripheral timer at the reported rate (nRF51 TIMER0: CPU cycles) */
 
 #define ECH_HEADER_LEN 3u
 #define ECH_CRC_LEN 2u

@@ -162,6 +162,34 @@ class Platform:
             raise BoardError(f"board '{self.board.id}' has no upload method")
         return self.board.upload
 
+    def flash_methods(self) -> list[str]:
+        """How ``flash`` can program the board: ``pio`` (PlatformIO's uploader, e.g. avrdude),
+        ``drive``, ``pyocd``, ``openocd`` (targets.probes); empty when nothing can be flashed."""
+        from edgecompile.targets.probes import methods_for
+
+        try:
+            upload = self.check_flashable()
+        except BoardError:
+            return []
+        probes: list[str] = list(methods_for(self.board))
+        return ["pio"] if upload.tool == "avrdude" or not probes else probes
+
+    # -- capabilities -----------------------------------------------------------------------
+    def capabilities(self) -> dict[str, object]:
+        """What the board supports, for ``edgecompile boards``: the harnesses (``baremetal``
+        on the family's HAL, ``arduino`` on the Arduino core's Serial: offline for AVR, online
+        for the Arm boards), the emulator (``twin``: a real board run in QEMU's machine of the
+        same SoC family) and the flash methods."""
+        b = self.board
+        harness = ["baremetal"] if self.firmware is not None else []
+        if b.family == "avr" or (b.family == "cortex-m" and b.online):
+            harness.append("arduino")
+        emu = None if b.emulator is None or self.emulator_serial is None else {
+            "kind": b.emulator.kind, "machine": b.emulator.machine,
+            "twin": b.emulator.kind == "qemu" and b.upload is not None}
+        return {"harness": harness, "arduino_offline": b.family == "avr", "emulator": emu,
+                "flash": self.flash_methods(), "upload_tool": None if b.upload is None else b.upload.tool}
+
     # -- cycle counter ----------------------------------------------------------------------
     @property
     def cycle_counter(self) -> CycleCounter:
@@ -174,6 +202,12 @@ class Platform:
         return CycleUnit(1.0, source if counter is None else counter.unit, hz)
 
     # -- emulator ---------------------------------------------------------------------------
+    def check_emulator(self) -> None:
+        """Refuse ``verify --emulate`` on a board without an emulator (:class:`BoardError`,
+        naming why)."""
+        if self.board.emulator is None or self.emulator_serial is None:
+            raise BoardError(f"board '{self.board.id}' has no emulator; use --port")
+
     def emulator_argv(self, image: Path, tcp_port: int | None = None) -> list[str]:
         """The emulator's command line running ``image`` (``tcp_port``: where the UART listens,
         for an emulator whose serial is "tcp")."""

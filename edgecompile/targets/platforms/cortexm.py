@@ -5,12 +5,13 @@ own yet uses this one: the model library exports and builds, the parity harness 
 from __future__ import annotations
 
 import re
+from typing import ClassVar
 
 from edgecompile.targets.platforms.base import COUNTERS, Platform
 
 
 class CortexMPlatform(Platform):
-    shared_firmware = ("cortexm",)
+    shared_firmware: ClassVar[tuple[str, ...]] = ("cortexm",)
     toolchain_prefix = "arm-none-eabi-"
     cycle_counters = {"dwt": COUNTERS["dwt"], "systick": COUNTERS["systick"]}
     runtime_flash_allowance = 1200
