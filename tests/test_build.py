@@ -57,7 +57,8 @@ def test_cortexm_startup_code_runs_in_qemu(tmp_path, board):
     """Vector table, .data copy, .bss zeroing and constructors, checked on the emulated core."""
     project = make_project(tmp_path, board, harness=False, src=FIXTURES / "cortexm_hello" / "src")
     res, _, _ = _build(project)
-    proc = subprocess.Popen(["qemu-system-arm", "-M", board, "-nographic", "-monitor", "none",
+    machine = get_board(board).emulator.machine  # the QEMU machine: mps2-an500 for board mps2_an500
+    proc = subprocess.Popen(["qemu-system-arm", "-M", machine, "-nographic", "-monitor", "none",
                              "-kernel", str(res.elf), "-serial", "stdio"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:

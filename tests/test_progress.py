@@ -80,17 +80,28 @@ def test_lines_every_tenth_and_five_seconds_whichever_later():
     assert "ETA 5.0 s" in lines[0]
 
 
-def test_last_line_always_and_phases():
+def test_last_line_after_an_interval_and_phases():
+    """A phase's last line comes once the phase took an interval (or had lines before it): quick
+    steps stay quiet, so that a failure right after them is still one line on stderr."""
     clock, out = FakeClock(), io.StringIO()
     with Reporter("build", stream=out, tty=False, interval=5.0, clock=clock) as rep:
         clock.now = 0.3
-        rep(1, 1, "memory estimate")  # short: only its last line
+        rep(1, 1, "memory estimate")  # quick: no line
         clock.now = 1.0
         rep(3, 10, "build steps")
-        clock.now = 2.0  # ends early (an error): close() still writes where it stopped
+        clock.now = 2.0  # ends early (an error) and quickly: nothing either
+    assert out.getvalue() == ""
+
+    clock, out = FakeClock(), io.StringIO()
+    with Reporter("build", stream=out, tty=False, interval=5.0, clock=clock) as rep:
+        clock.now = 6.0
+        rep(1, 1, "memory estimate")  # took an interval: its last line
+        clock.now = 7.0
+        rep(3, 10, "build steps")
+        clock.now = 13.0  # ends early after an interval: close() says where it stopped
     lines = out.getvalue().splitlines()
-    assert lines == ["build: 1/1 memory estimate (100%), done in 0.3 s",
-                     "build: 3/10 build steps (30%), stopped after 1.7 s"]
+    assert lines == ["build: 1/1 memory estimate (100%), done in 6.0 s",
+                     "build: 3/10 build steps (30%), stopped after 7.0 s"]
 
 
 def test_terminal_bar_redraws_in_place():

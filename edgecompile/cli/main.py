@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import sys
+import threading
 import traceback
 import warnings
 from collections.abc import Callable
@@ -50,9 +53,9 @@ class _Group(click.Group):
         except EdgecompileError as exc:
             fail(f"error: {one_line(exc)}", exc.exit_code)
         except Terminated as exc:
-            fail(f"terminated ({signal.Signals(exc.signum).name})", exc.exit_code)
+            _exit_now(ctx, f"terminated ({signal.Signals(exc.signum).name})", exc.exit_code)
         except KeyboardInterrupt:
-            fail("interrupted", EXIT_INTERRUPTED)
+            _exit_now(ctx, "interrupted", EXIT_INTERRUPTED)
         except (FloatingPointError, RuntimeWarning) as exc:
             fail(f"error: numeric overflow ({one_line(exc)}): an input or model value is out of "
                  "range", EXIT_BAD_INPUT)
@@ -69,8 +72,46 @@ class _Group(click.Group):
                 signal.signal(signum, handler)
 
 
-def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+def _exit_now(ctx: click.Context, message: str, code: int) -> NoReturn:
+    """End after Ctrl-C or SIGTERM: the command's clean-up (``finally`` blocks, child processes)
+    has run by now. The line goes out unbuffered and the interpreter's own shutdown is skipped:
+    a signal that lands inside a write can leave a stream's lock taken, and the shutdown then
+    waits for it forever."""
+    if ctx.obj and ctx.obj.get("debug"):
+        traceback.print_exc()
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+    os.write(2, f"edgecompile: {message}\n".encode())
+    os._exit(code)
+
+
+#: After Ctrl-C or SIGTERM the command has this long to clean up (stop its child processes,
+#: remove temporary files) before the process ends regardless: a signal that lands inside a
+#: write can leave the main thread waiting on a stream's lock forever.
+CLEANUP_GRACE_S = 5.0
+
+
+def _interruption(signum: int) -> tuple[str, int]:
+    if signum == signal.SIGINT:
+        return "interrupted", EXIT_INTERRUPTED
+    return f"terminated ({signal.Signals(signum).name})", 128 + signum
+
+
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    """Raise KeyboardInterrupt (Ctrl-C) or :class:`Terminated`, so that ``finally`` blocks run,
+    and arm a watchdog that ends the process if that clean-up cannot finish."""
     signal.signal(signum, signal.SIG_DFL)  # a second signal ends the process at once
+    message, code = _interruption(signum)
+
+    def give_up() -> None:
+        os.write(2, f"edgecompile: {message}\n".encode())
+        os._exit(code)
+
+    watchdog = threading.Timer(CLEANUP_GRACE_S, give_up)
+    watchdog.daemon = True
+    watchdog.start()
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
     raise Terminated(signum)
 
 
@@ -78,15 +119,15 @@ _Handler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
 
 
 def _install_signal_handlers() -> dict[int, _Handler]:
-    """SIGTERM and SIGHUP raise :class:`Terminated` (a KeyboardInterrupt), so ``finally``
-    blocks run and child processes are stopped; returns the handlers to restore."""
+    """Ctrl-C, SIGTERM and SIGHUP go through :func:`_on_signal`; returns the handlers to restore.
+    A signal the caller ignores (or handles itself) is left alone."""
     previous: dict[int, _Handler] = {}
-    for name in ("SIGTERM", "SIGHUP"):
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
         signum = getattr(signal, name, None)
-        if signum is None or signal.getsignal(signum) is not signal.SIG_DFL:
+        if signum is None or signal.getsignal(signum) not in (signal.SIG_DFL, signal.default_int_handler):
             continue
         try:
-            previous[signum] = signal.signal(signum, _raise_terminated)
+            previous[signum] = signal.signal(signum, _on_signal)
         except ValueError:  # not the main thread
             break
     return previous

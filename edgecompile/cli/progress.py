@@ -127,7 +127,8 @@ class Reporter:
                     self._finished, self._since = True, now
             elif last:
                 if not self._finished:
-                    self._write_line(now, final=True)
+                    if self._worth_a_line(now):
+                        self._write_line(now, final=True)
                     self._finished, self._since = True, now
             elif (self._done - self._shown_done >= total / 10
                   and now - self._shown_at >= self.interval):
@@ -171,10 +172,15 @@ class Reporter:
         if self.tty:
             self._draw_bar(now)
             self._close_bar()
-        else:
+        elif self._worth_a_line(now):
             self._write_line(now, final=True)
         self._finished = True
         self._since = now
+
+    def _worth_a_line(self, now: float) -> bool:
+        """A phase's last line (no terminal) only after lines before it or a phase that took an
+        interval: quick steps stay quiet, so a failure after them is still one line."""
+        return self._shown_at > self._start or now - self._start >= self.interval
 
     def _counts(self) -> str:
         unit = f" {self._what}" if self._what else ""
