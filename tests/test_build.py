@@ -16,6 +16,7 @@ from edgecompile.cli import main
 from edgecompile.errors import BoardError
 from edgecompile.targets.boards import get_board
 from edgecompile.targets.build import build_project
+from tests.helpers.netns import unshare_ok
 
 from .targets_helpers import FIXTURES, export_real, make_project, set_define
 
@@ -112,16 +113,7 @@ def test_arduino_sketch_with_a_c_library_builds_offline(tmp_path):
     assert pio["Flash"] > 2000  # the core (Serial, timers) is in
 
 
-def _unshare_ok() -> bool:
-    if shutil.which("unshare") is None:
-        return False
-    try:
-        return subprocess.run(["unshare", "-n", "true"], capture_output=True, timeout=10).returncode == 0
-    except (OSError, subprocess.SubprocessError):
-        return False
-
-
-@pytest.mark.skipif(not _unshare_ok(), reason="unshare -n needs root or user namespaces")
+@pytest.mark.skipif(not unshare_ok(), reason="unshare -n needs root or user namespaces")
 def test_build_without_network(tmp_path):
     """Fresh project and core dir, no network namespace: `build` picks offline by itself; with
     --offline, strace sees not one inet socket connect."""

@@ -7,7 +7,6 @@ import io
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import pytest
 
 from edgecompile.cli.progress import Reporter, format_seconds
 from edgecompile.targets.platformio import network_failure
+from tests.helpers.netns import unshare_ok
 
 REPO = Path(__file__).resolve().parents[1]
 EXE = Path(sys.executable).parent / "edgecompile"
@@ -190,16 +190,7 @@ def test_robustness_prints_stages(tmp_path):
     assert "robustness: 1/1 report page (100%), done in" in res.stderr
 
 
-def _unshare_ok() -> bool:
-    if shutil.which("unshare") is None:
-        return False
-    try:
-        return subprocess.run(["unshare", "-n", "true"], capture_output=True, timeout=10).returncode == 0
-    except (OSError, subprocess.SubprocessError):
-        return False
-
-
-@pytest.mark.skipif(not _unshare_ok(), reason="unshare -n needs root or user namespaces")
+@pytest.mark.skipif(not unshare_ok(), reason="unshare -n needs root or user namespaces")
 def test_online_build_without_network_fails_fast(tmp_path):
     project = tmp_path / "p"
     res = run("export", str(EXAMPLE / "model.npz"), "--board", "uno", "-o", str(project))
