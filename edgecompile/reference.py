@@ -23,6 +23,9 @@ NONLINEAR_FUNCTIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "tanh": np.tanh,
     "quantSigm": lambda x: np.clip((x + 1.0) / 2.0, 0.0, 1.0),
     "quantTanh": lambda x: np.clip(x, -1.0, 1.0),
+    "quantSigm4": lambda x: np.clip((x + 2.0) / 4.0, 0.0, 1.0),
+    # unbounded here; the integer kernel saturates its input to [-8, 8) (docs/fixed-point.md)
+    "relu": lambda x: np.maximum(x, 0.0),
 }
 
 

@@ -10,6 +10,7 @@ reach z = -16384 / +16384 and every nonlinearity clips.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import subprocess
 import time
@@ -23,15 +24,17 @@ import pytest
 from edgecompile.codegen import render_library
 from edgecompile.codegen.render import BUILD_FLAGS
 from edgecompile.ir.fixedpoint import sat16
+from edgecompile.ir.model import Matrix
 from edgecompile.ir.qmodel import QuantizedModel
 from edgecompile.quant.quantizer import quantize
-from edgecompile.sim.simulator import _mat, simulate
+from edgecompile.sim.simulator import pre_activation, simulate
 
 from .cbuild import write_tree
 from .helpers.models import make_inputs, make_model
+from .helpers.per_unit import per_unit_models
 
 DRIVER = Path(__file__).resolve().parent / "c" / "avr_matrix.c"
-NLS = {"sigmoid": "sg", "tanh": "th", "quantSigm": "qs", "quantTanh": "qt"}
+NLS = {"sigmoid": "sg", "tanh": "th", "quantSigm": "qs", "quantTanh": "qt", "quantSigm4": "q4", "relu": "re"}
 #: Kernel flags after the board's -Os: the fast kernel as the board builds it, with the flags of
 #: the library's library.json (what PlatformIO uses), and the reference kernel.
 KERNELS = {"fast": [], "fast-library-flags": BUILD_FLAGS["avr"], "reference": ["-DEC_KERNEL_REFERENCE"]}
@@ -49,14 +52,26 @@ def need(tool: str) -> None:
         pytest.skip(f"{tool} not installed")
 
 
+def matrix_cells(nls: list[str]) -> list[tuple[str, str, str]]:
+    return [("FastGRNN", g, u) for g in nls for u in nls] + [("FastRNN", "sigmoid", u) for u in nls]
+
+
 def matrix_models() -> list[tuple[str, QuantizedModel]]:
-    """FastGRNN x every (gate, update) pair and FastRNN x every update, at int8 and int16."""
-    cells = [("FastGRNN", g, u) for g in NLS for u in NLS] + [("FastRNN", "sigmoid", u) for u in NLS]
+    """FastGRNN x every (gate, update) pair and FastRNN x every update, at int8 and int16.
+
+    The pairs of the first four nonlinearities come first (their seeds stay); a model with relu
+    gets W scaled by 4, so that the inputs can drive relu's input to saturation."""
+    first = matrix_cells(list(NLS)[:4])
+    cells = first + [c for c in matrix_cells(list(NLS)) if c not in first]
     out = []
     for bits in (8, 16):
         for i, (cell, gate, update) in enumerate(cells):
             fm = make_model(cell=cell, gate_nl=gate, update_nl=update, seed=100 * bits + i,
                             **SHAPES[i % len(SHAPES)])
+            if "relu" in (update, gate if cell == "FastGRNN" else update):
+                w = Matrix((fm.W.factors[0] * 4.0, *fm.W.factors[1:]))
+                fm = dataclasses.replace(fm, W=w)
+                fm = dataclasses.replace(fm, sha256=fm.content_hash())
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 qm = quantize(fm, bits, make_inputs(fm, n=32, T=8))
@@ -80,7 +95,7 @@ def nl_inputs(qm: QuantizedModel, x: np.ndarray, states: np.ndarray) -> tuple[np
     h_prev = np.concatenate([np.zeros_like(states[:, :1]), states[:, :-1]], axis=1).astype(np.int64)
     upd, gate = [], []
     for t in range(x.shape[1]):
-        pre = _mat(x[:, t].astype(np.int64), qm.W, qm.in_frac, "W") + _mat(h_prev[:, t], qm.U, qm.hid_frac, "U")
+        pre = pre_activation(qm, h_prev[:, t], x[:, t].astype(np.int64))
         upd.append(sat16(pre + qm.bias_update))
         if qm.cell == "FastGRNN":
             gate.append(sat16(pre + qm.bias_gate))
@@ -113,15 +128,20 @@ def build_image(out: Path, models: list[tuple[str, QuantizedModel]], inputs: dic
     header = ["#include <avr/pgmspace.h>"]
     listing = ["#define EC_MATRIX_MODELS(X) \\"]
     jobs, incs = [], []
+    stored: dict[bytes, str] = {}  # each distinct input set once
     for name, qm in models:
         src = write_tree(render_library(qm, name, backend="avr"), out / name) / "src"
         incs.append(f"-I{src}")
         jobs.append(base + [f"-I{src}", "-c", str(src / f"{name}.c"), "-o", str(out / f"{name}.o")])
         x = inputs[name]
         n, steps, _ = x.shape
-        values = ", ".join(str(int(v)) for v in x.ravel())
-        header += [f'#include "{name}.h"', f"static const int16_t {name}_x[{x.size}] PROGMEM = {{{values}}};"]
-        listing.append(f"    X({name}, {name.upper()}, {name}_x, {n}u, {steps}u) \\")
+        header.append(f'#include "{name}.h"')
+        key = str(x.shape).encode() + np.ascontiguousarray(x, dtype="<i2").tobytes()
+        if key not in stored:
+            stored[key] = f"{name}_x"
+            values = ", ".join(str(int(v)) for v in x.ravel())
+            header.append(f"static const int16_t {name}_x[{x.size}] PROGMEM = {{{values}}};")
+        listing.append(f"    X({name}, {name.upper()}, {stored[key]}, {n}u, {steps}u) \\")
     (out / "avr_matrix_models.h").write_text("\n".join(header + listing + ["", ""]))
     jobs.append(base + [f"-I{out}", *incs, "-c", str(DRIVER), "-o", str(out / "avr_matrix.o")])
     with ThreadPoolExecutor(max_workers=2) as pool:
@@ -130,6 +150,14 @@ def build_image(out: Path, models: list[tuple[str, QuantizedModel]], inputs: dic
     _run(["avr-gcc", "-Os", f"-mmcu={mcu}", "-Wl,--gc-sections", *sorted(str(p) for p in out.glob("*.o")),
           "-o", str(elf)])
     return elf
+
+
+def flash_constants_end(elf: Path) -> int:
+    """The end of the flash objects in the low 64 KB (every model's constants and inputs)."""
+    out = subprocess.run(["avr-readelf", "-sW", str(elf)], capture_output=True, text=True, check=True).stdout
+    cols = [ln.split() for ln in out.splitlines()]
+    return max(int(c[1], 16) + int(c[2], 0) for c in cols
+               if len(c) >= 8 and c[3] == "OBJECT" and int(c[1], 16) < 0x20000 and not c[7].startswith("__"))
 
 
 def run_image(elf: Path, mcu: str = "atmega2560") -> dict[tuple[str, int], list[int]]:
@@ -176,35 +204,60 @@ def mismatches(models: list[tuple[str, QuantizedModel]], inputs: dict[str, np.nd
 @pytest.fixture(scope="module")
 def matrix() -> tuple[list[tuple[str, QuantizedModel]], dict[str, np.ndarray]]:
     models = matrix_models()
-    inputs = {name: saturating_inputs(qm.input_dim, seed=i) for i, (name, qm) in enumerate(models)}
+    # four input sets shared by the models (build_image stores each distinct set once: flash read
+    # with LPM ends at 64 KB, and 84 models with their own inputs would pass it)
+    inputs = {name: saturating_inputs(qm.input_dim, seed=i % 4) for i, (name, qm) in enumerate(models)}
     return models, inputs
 
 
 def test_matrix_reaches_the_extremes(matrix):
     """The inputs drive every nonlinearity into both clipping regions (|u| >= 1.0 in Q12): a
-    quantTanh gate gives z = -16384 and +16384, a quantSigm one 0 and 16384."""
+    quantTanh gate gives z = -16384 and +16384, a quantSigm one 0 and 16384; quantSigm4's inputs
+    pass +-2.0, relu's input saturates at both ends (-32768 and 32767: relu = 8 - 2^-12), and a
+    relu gate drives coef below -2.0, where it saturates."""
     models, inputs = matrix
-    assert len(models) == 40
+    assert len(models) == 2 * (6 * 6 + 6)
+    coef_clipped = 0
     for name, qm in models:
         _, states = simulate(qm, inputs[name], return_states=True)
         upd, gate = nl_inputs(qm, inputs[name], states)
-        for what, u in (("update", upd), ("gate", gate)):
+        for what, u, nl in (("update", upd, qm.update_nl), ("gate", gate, qm.gate_nl)):
             if u is None:
                 continue
             assert u.min() <= -4096 and u.max() >= 4096, (name, what, u.min(), u.max())
+            if nl == "quantSigm4":
+                assert u.min() <= -8192 and u.max() >= 8192, (name, what, u.min(), u.max())
+            if nl == "relu":
+                assert u.min() == -32768 and u.max() == 32767, (name, what, u.min(), u.max())
+        if qm.cell == "FastGRNN" and qm.gate_nl == "relu":
+            z = np.maximum(gate, 0)  # relu, Q12
+            coef = (qm.zeta * (4096 - z) + 2048) // 4096 + qm.nu  # before sat16, per the spec
+            coef_clipped += int((coef < -32768).any())
+    assert coef_clipped >= 6, coef_clipped
+
+
+def with_per_unit(models: list[tuple[str, QuantizedModel]], inputs: dict[str, np.ndarray]
+                  ) -> tuple[list[tuple[str, QuantizedModel]], dict[str, np.ndarray]]:
+    """The matrix plus the per-unit models (tests/helpers/per_unit.py: int8 / int16, dense, low
+    rank and sparse, per-unit shifts negative, zero and positive), in the same image."""
+    extra = per_unit_models()
+    more = {name: saturating_inputs(qm.input_dim, seed=1000 + i) for i, (name, qm) in enumerate(extra)}
+    return models + extra, {**inputs, **more}
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kernel", ["fast", "fast-library-flags", "reference"])
 def test_nonlinearity_matrix_in_simavr(matrix, kernel, tmp_path):
-    """40 models (every gate x update pair of FastGRNN, FastRNN x every update, int8 and int16)
+    """84 models (every gate x update pair of FastGRNN, FastRNN x every update, over the six
+    nonlinearities, int8 and int16)
     in one atmega2560 image per kernel, bit-exact with the simulator in every hidden state and logit.
     The build is also the compile-time guard: every library compiles clean under avr-gcc
     -Wconversion -Wsign-conversion -Wall -Wextra -Werror -pedantic (AVR_WARN)."""
     need("avr-gcc")
     need("simavr")
-    models, inputs = matrix
+    models, inputs = with_per_unit(*matrix)
     elf = build_image(tmp_path, models, inputs, KERNELS[kernel])
+    assert flash_constants_end(elf) <= 0x10000, "the image's constants pass 64 KB (LPM): fewer models per image"
     got = run_image(elf)
     assert len(got) == len(models) * N_SEQ
     bad = mismatches(models, inputs, got)
@@ -216,7 +269,7 @@ def test_nonlinearity_matrix_in_simavr(matrix, kernel, tmp_path):
 def test_generated_library_clean_under_wconversion_uno(matrix, kernel, tmp_path):
     """The same compile-time guard for the Uno's core (atmega328p), every kernel variant."""
     need("avr-gcc")
-    models, _ = matrix
+    models, _ = with_per_unit(*matrix)
     jobs = []
     for name, qm in models:
         src = write_tree(render_library(qm, name, backend="avr"), tmp_path / name) / "src"

@@ -235,13 +235,20 @@ def test_malformed_arrays_raise_one_clear_line(name: str) -> None:
 
 @pytest.mark.parametrize("rank", [None, 2])
 def test_transposed_matrices_are_recognised(rank: int | None) -> None:
-    """EdgeML's CUDA cell stores W [H,D], U [H,H] (or transposed factors): the error says so."""
-    a = _grnn(wrank=rank, urank=rank)
+    """edgeml-pytorch 0.3.0 stores W [H,D], U [H,H] (or transposed factors): detected and read
+    as the same model; with --layout in-out the error names W and the layout that fits."""
+    original = _grnn(wrank=rank, urank=rank)
+    a = dict(original)
     for key in ("W", "U", "W1", "W2", "U1", "U2"):
         if key in a:
             a[key] = np.ascontiguousarray(a[key].T)
-    with pytest.raises(CheckpointError, match=r"looks? transposed: EdgeML stores \[in,out\]") as info:
-        model_from_arrays(a)
+    detected = model_from_arrays(a)
+    assert detected == model_from_arrays(original)
+    assert detected.provenance is not None and detected.provenance.layout == "out-in"
+    assert detected.provenance.layout_how == "detected"
+    with pytest.raises(CheckpointError, match=r"looks? transposed: the checkpoint looks \[out,in\]: "
+                                              r"pass --layout out-in") as info:
+        model_from_arrays(a, layout="in-out")
     assert str(info.value).startswith("checkpoint: W"), info.value  # W is to blame, not U
     # a shape error that transposing does not fix gets no such hint
     with pytest.raises(CheckpointError) as info:

@@ -9,6 +9,7 @@ import struct
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as stb
@@ -25,6 +26,7 @@ from edgecompile.link.framing import (
 )
 
 from . import harness_build as hb
+from .helpers import standin
 
 payloads = stb.binary(min_size=0, max_size=700)
 
@@ -81,7 +83,7 @@ def test_protocol_constants_match_c_header():
     text = (hb.HARNESS / "ech_proto.h").read_text()
     defs = {m[0]: int(m[1], 0) for m in re.findall(r"#define (ECH_\w+) (0x[0-9A-Fa-f]+|\d+)u?", text)}
     assert defs["ECH_PROTO_VERSION"] == pr.PROTO_VERSION
-    for name in ("CMD_INFO", "CMD_RESET", "CMD_STEP", "CMD_ECHO", "CMD_ERROR", "STEP_RESET",
+    for name in ("CMD_INFO", "CMD_RESET", "CMD_STEP", "CMD_ECHO", "CMD_ERROR", "STEP_RESET", "STEP_RUNS",
                  "STEP_HIDDEN", "STEP_LOGITS", "HEADER_LEN", "STEP_REQ_FIXED", "INFO_BODY_LEN"):
         assert defs["ECH_" + name] == getattr(pr, name), name
     assert defs["ECH_REPLY_BIT"] == pr.REPLY_BIT
@@ -159,3 +161,39 @@ def test_device_survives_garbage_then_answers(responder, blobs):
     stream = b"".join(blob + _info(i + 1) for i, blob in enumerate(blobs))
     infos = [i for i in _replies(_run(responder, stream), pr.CMD_INFO) if i[2] == st.OK]
     assert [i[1] for i in infos][-len(blobs):] == list(range(1, len(blobs) + 1))
+
+
+def test_step_runs_compute_what_one_row_per_step_does(responder):
+    """A STEP_RUNS frame (each run of equal rows sent once with its count) computes what the
+    one-row-per-step frame does; a zero count, a cut run or counts that miss n are BAD_LENGTH."""
+    rng = np.random.default_rng(11)
+    rows = rng.integers(-900, 900, (3, 3)).astype("<i2")
+    x = rows[[0, 0, 0, 1, 2, 2, 2, 2]]  # runs 3, 1, 4
+    assert pr.row_runs(x) == [(0, 3), (3, 1), (4, 4)] and pr.row_runs(x[:0]) == []
+    assert pr.runs_pay_off(x) and not pr.runs_pay_off(rows)
+    runs = pr.step_request(0, 0, x, runs=True)
+    assert runs[0] == pr.STEP_RUNS and len(runs) == 4 + 3 * 7
+    lf = pr.STEP_RESET | pr.STEP_HIDDEN | pr.STEP_LOGITS
+
+    def frame(seq, body):
+        return b"\x00" + encode_frame(bytes((pr.CMD_STEP, seq, 9)) + body)
+
+    def runs_body(n, *runs):
+        return struct.pack("<BBH", lf | pr.STEP_RUNS, n, 0) + b"".join(
+            bytes((k,)) + rows[i].tobytes() for k, i in runs)
+
+    stream = (_info(1) + frame(2, pr.step_request(lf, 0, x))
+              + frame(3, pr.step_request(lf, 0, x, runs=True))
+              + frame(4, runs_body(8, (3, 0), (0, 1), (5, 2)))      # a zero count
+              + frame(5, runs_body(8, (3, 0), (1, 1), (3, 2)))      # counts sum to 7
+              + frame(6, runs_body(8, (3, 0), (1, 1), (4, 2))[:-1])  # the last run cut
+              + frame(7, runs_body(0)))                              # no runs, no steps
+    steps = _replies(_run(responder, stream), pr.CMD_STEP)
+    assert [s[1] for s in steps] == [2, 3, 4, 5, 6, 7]
+    assert [s[2] for s in steps] == [st.OK, st.OK, st.BAD_LENGTH, st.BAD_LENGTH, st.BAD_LENGTH,
+                                     st.OK]
+    # the same t, hidden state and logits (cycles are host nanoseconds here)
+    assert steps[0][3:5] == steps[1][3:5] and steps[0][9:] == steps[1][9:]
+    assert len(steps[1]) == 9 + 2 * standin.H + 4 * standin.C
+    logits = np.frombuffer(steps[1][-4 * standin.C:], "<i4")
+    np.testing.assert_array_equal(logits, standin.run(x)[0])

@@ -101,13 +101,17 @@ EMULATED = [  # (board, bits, shape, extra define)
     ("uno", 16, "lr", "EC_KERNEL_REFERENCE"), ("uno", 8, "wide", None), ("uno", 16, "wide", None),
     ("mps2_an386", 8, "lr", None), ("mps2_an386", 16, "full", None), ("mps2_an500", 8, "full", None),
     ("uno", 8, "usps", None), ("uno", 8, "qnl", None), ("uno", 16, "rnn", None),
+    ("mps2_an386", 8, "relu", None), ("mps2_an385", 16, "q4", None),
 ]
 SHAPES = {"lr": dict(D=9, H=20, C=4, wrank=4, urank=5), "full": dict(D=9, H=20, C=4),
           # rows of 260 inputs: the AVR row blocks of 32 end in a partial block
           "wide": dict(D=5, H=260, C=3, wrank=3, urank=2),
           # the AVR per-unit asm serves FastGRNN with sigmoid / tanh only: these keep the C update
           "qnl": dict(D=9, H=20, C=4, wrank=4, urank=5, gate_nl="quantSigm", update_nl="quantTanh"),
-          "rnn": dict(D=9, H=20, C=4, cell="FastRNN")}
+          "rnn": dict(D=9, H=20, C=4, cell="FastRNN"),
+          # relu (Q12 out, coef saturated) and quantSigm4 on the Cortex-M kernels (armv7em, portable)
+          "relu": dict(D=9, H=20, C=4, gate_nl="relu", update_nl="quantSigm4"),
+          "q4": dict(D=9, H=20, C=4, wrank=4, urank=5, gate_nl="quantSigm4", update_nl="relu")}
 
 
 def _usps_cell():
@@ -144,8 +148,10 @@ def test_kernels_on_emulators(tmp_path, monkeypatch, board, bits, shape, define)
     monkeypatch.setenv("EDGECOMPILE_OFFLINE", "1")
     fm, calib = _usps_cell() if shape == "usps" else (make_model(**SHAPES[shape], seed=bits), None)
     X = make_inputs(fm, n=6, T=7)
-    X[0, 0, :] = 1e6  # saturated inputs
-    X[1, 1, :] = -1e6
+    # saturated inputs (a relu gate is unbounded in float: 1e6 would overflow the float reference)
+    big = 20.0 if SHAPES.get(shape, {}).get("gate_nl") == "relu" else 1e6
+    X[0, 0, :] = big
+    X[1, 1, :] = -big
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         qm = quantize(fm, bits, X if calib is None else calib)

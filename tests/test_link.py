@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import struct
 import time
 
 import numpy as np
@@ -341,3 +342,46 @@ def test_requests_the_device_cannot_read_are_named(device):
                                           r"sent to it: noisy line or wrong baud rate\? \(4 tries\)$"):
         client.echo(b"hello")
     assert client.stats.bad_frames >= 4
+
+
+def test_padded_sequence_sends_its_padding_once(device):
+    """A v3 device gets a padded sequence as STEP_RUNS: fewer bytes, the same logits."""
+    sent: list[str] = []
+    client = Client(device, log=sent.append)
+    assert client.handshake().proto_version == 3
+    rng = np.random.default_rng(21)
+    body = rng.integers(-2000, 2000, (10, standin.D)).astype(np.int16)
+    for x in (np.concatenate([np.repeat(body[:1], 30, axis=0), body]),    # padded in front
+              np.concatenate([body, np.repeat(body[-1:], 30, axis=0)])):  # or at the end
+        sent.clear()
+        np.testing.assert_array_equal(client.infer(x).logits, standin.run(x)[0])
+        frames = [bytes.fromhex(line[3:]) for line in sent if line.startswith("TX ")]
+        assert len(frames) == 1
+        assert len(frames[0]) < (1 + 2 * standin.D) * 10 + 20  # 10 runs, not 40 rows
+
+
+def test_v2_device_gets_every_row():
+    """A board with protocol v2 firmware is still verified: it gets one row per step."""
+    requests: list[bytes] = []
+
+    def answer(req: bytes) -> bytes:
+        requests.append(req)
+        if req[0] == pr.CMD_INFO:
+            body = info_body(proto=2)
+        else:
+            n = req[4]
+            body = struct.pack("<HI", n, 5) + struct.pack(f"<{standin.C}i", *range(standin.C))
+        return b"\x00" + encode_frame(bytes((req[0] | pr.REPLY_BIT, req[1], 0)) + body)
+
+    with PtyDevice(answer=answer) as dev:
+        port = serial.Serial(dev.path, 115200)
+        try:
+            client = Client(port, timeouts=QUICK)
+            assert client.handshake().proto_version == 2
+            x = np.zeros((6, standin.D), np.int16)  # all rows equal
+            assert client.infer(x).logits.tolist() == list(range(standin.C))
+        finally:
+            port.close()
+    step = requests[-1]
+    assert step[0] == pr.CMD_STEP and step[3] & pr.STEP_RUNS == 0
+    assert len(step) == 3 + 4 + 2 * standin.D * 6

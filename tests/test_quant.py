@@ -66,11 +66,33 @@ def r_mat(a: list[int], m, a_frac: int) -> list[int]:
     return [r_shift(v, a_frac + f.frac - 12) for v in product(a, f.values)]
 
 
+def r_acc(a: list[int], m, a_frac: int) -> tuple[list[int], int]:
+    """Per-unit form: the final product, not rescaled, and the format of what it multiplies."""
+    def product(vec, values):
+        rows, cols = values.shape
+        return [sum(int(vec[i]) * int(values[i][j]) for i in range(rows)) for j in range(cols)]
+
+    if m.low_rank:
+        f1, f2 = m.factors
+        mid = [r_sat(r_shift(v, a_frac + f1.frac - m.mid_frac)) for v in product(a, f1.values)]
+        return product(mid, f2.values), m.mid_frac
+    return product(a, m.factors[0].values), a_frac
+
+
+def r_pre(qm, x: list[int], h: list[int]) -> list[int]:
+    if not qm.per_unit:
+        return [p + q for p, q in zip(r_mat(x, qm.W, qm.in_frac), r_mat(h, qm.U, qm.hid_frac), strict=True)]
+    (aw, fw), (au, fu) = r_acc(x, qm.W, qm.in_frac), r_acc(h, qm.U, qm.hid_frac)
+    wcol, ucol = qm.W.factors[-1].col_fracs, qm.U.factors[-1].col_fracs
+    assert all(fw + a == fu + b for a, b in zip(wcol, ucol, strict=True))
+    return [r_shift(p + q, fw + a - 12) for p, q, a in zip(aw, au, wcol, strict=True)]
+
+
 def r_run(qm, xs: list[list[int]]) -> tuple[list[int], list[list[int]]]:
     h = [0] * qm.hidden_dim
     states = []
     for x in xs:
-        pre = [p + q for p, q in zip(r_mat(x, qm.W, qm.in_frac), r_mat(h, qm.U, qm.hid_frac), strict=True)]
+        pre = r_pre(qm, x, h)
         new_h = []
         for j in range(qm.hidden_dim):
             c = r_nl(qm.update_nl, r_sat(pre[j] + int(qm.bias_update[j])))

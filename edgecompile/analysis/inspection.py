@@ -32,11 +32,13 @@ def inspect_report(model: FloatModel | QuantizedModel) -> dict[str, Any]:
     if isinstance(model, QuantizedModel):
         factors = {"W": [f.values for f in model.W.factors], "U": [f.values for f in model.U.factors],
                    "FC": [model.FC.values]}
+        prov = None
         gate_nl: str | None = model.gate_nl if model.cell == "FastGRNN" else None
         sha256, seq_len = model.source_sha256, model.seq_len
     else:
         factors = {"W": list(model.W.factors), "U": list(model.U.factors), "FC": [model.FC]}
         gate_nl, sha256, seq_len = model.gate_nl, model.sha256, model.seq_len
+    prov = None if isinstance(model, QuantizedModel) else model.provenance
     matrices = {name: _matrix_entry(fs) for name, fs in factors.items()}
     weights = sum(int(m["params"]) for m in matrices.values())
     vectors = model.hidden_dim * (2 if model.cell == "FastGRNN" else 1) + model.num_classes + 2
@@ -50,6 +52,14 @@ def inspect_report(model: FloatModel | QuantizedModel) -> dict[str, Any]:
         "seq_len": seq_len,
         "gate_nonlinearity": gate_nl,
         "update_nonlinearity": model.update_nl,
+        # how the checkpoint was read (null without one): stored layout, how it was found, and
+        # where each nonlinearity came from (metadata / command.txt / defaults)
+        "layout": None if prov is None else prov.layout,
+        "layout_source": None if prov is None else prov.layout_how,
+        "nonlinearity_sources": None if prov is None else {"gate": prov.gate_nl_from,
+                                                          "update": prov.update_nl_from},
+        "defaults_assumed": None if prov is None else (
+            prov.update_nl_from == "defaults" and prov.gate_nl_from in (None, "defaults")),
         "normalisation": None if model.mean is None else ("per-step T*D" if seq_len else "per-feature D"),
         "matrices": matrices,
         "params": params,
@@ -68,6 +78,7 @@ def render_report(report: dict[str, Any]) -> str:
         + (f"  T={report['seq_len']}" if report["seq_len"] else ""),
         f"nonlinearities: gate={report['gate_nonlinearity'] or '-'}  update={report['update_nonlinearity']}"
         f"  normalisation: {report['normalisation'] or 'none'}",
+        *_provenance_lines(report),
         "",
         f"{'matrix':<8}{'shape':<12}{'rank':<6}{'params':>8}{'nonzeros':>10}{'sparsity':>10}",
     ]
@@ -89,6 +100,28 @@ def render_report(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+_LAYOUT_HOW = {"native": "as stored, x @ W", "detected": "detected from the shapes, transposed on load",
+               "given": "given by --layout"}
+
+
+def _provenance_lines(report: dict[str, Any]) -> list[str]:
+    """Where the layout and the nonlinearities came from (nothing for a model without a checkpoint)."""
+    if report.get("layout") is None:
+        return []
+    stored = "[in,out]" if report["layout"] == "in-out" else "[out,in]"
+    lines = [f"layout: {report['layout']} {stored} ({_LAYOUT_HOW[report['layout_source']]})"]
+    sources = report["nonlinearity_sources"]
+    if report["defaults_assumed"]:
+        assumed = ("sigmoid gate, tanh update" if report["gate_nonlinearity"] is not None
+                   else "tanh update")
+        lines.append(f"nonlinearities from: defaults (no metadata, no command.txt: {assumed} assumed)")
+    elif sources["gate"] in (None, sources["update"]):
+        lines.append(f"nonlinearities from: {sources['update']}")
+    else:
+        lines.append(f"nonlinearities from: gate {sources['gate']}, update {sources['update']}")
+    return lines
+
+
 def quant_report(qm: QuantizedModel) -> dict[str, Any]:
     """The quantized side of ``inspect --bits``: formats, storage decisions, bounds, LUT errors."""
     from edgecompile.sim.nonlinear import measure_errors
@@ -108,6 +141,7 @@ def quant_report(qm: QuantizedModel) -> dict[str, Any]:
     return {
         "bits": qm.bits,
         "summary": qm.summary(),
+        "per_unit": qm.per_unit_line(),
         "in_frac": qm.in_frac,
         "hid_frac": qm.hid_frac,
         "logit_frac": qm.logit_frac,
@@ -120,7 +154,7 @@ def quant_report(qm: QuantizedModel) -> dict[str, Any]:
 
 
 def render_quant_report(q: dict[str, Any]) -> str:
-    lines = ["", f"quantized (int{q['bits']}): {q['summary']}"]
+    lines = ["", f"quantized (int{q['bits']}): {q['summary']}", f"  {q['per_unit']}"]
     for name, m in q["matrices"].items():
         factors = ", ".join(
             f"{'x'.join(map(str, f['shape']))} Q{f['frac']} {f['storage']} ({f['nonzeros']} nz)" for f in m["factors"]
@@ -131,8 +165,8 @@ def render_quant_report(q: dict[str, Any]) -> str:
     for b in q["bounds"]:
         verdict = "proved" if b["proved"] else "OVERFLOW"
         lines.append(f"    {b['operation']:<26}{b['worst_case']:>14,} / 2^31  {verdict}")
-    lines.append("  nonlinearity error vs exact, exhaustive over all 65,536 inputs (Q14 LSB):")
+    lines.append("  nonlinearity error vs exact, exhaustive over all 65,536 inputs (LSB of the output format):")
     for name, e in q["nonlinearity_error_lsb"].items():
         mark = "  (used)" if name in q["nonlinearities_used"] else ""
-        lines.append(f"    {name:<10} max {e['max_lsb']:.2f}  mean {e['mean_lsb']:.2f}{mark}")
+        lines.append(f"    {name:<10} Q{e['frac']} max {e['max_lsb']:.2f}  mean {e['mean_lsb']:.2f}{mark}")
     return "\n".join(lines)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import click
 
-from edgecompile.cli.options import MODEL_ARG
+from edgecompile.cli.options import LAYOUT_OPT, MODEL_ARG
 from edgecompile.cli.output import human_to_stderr, warn, write_json
+from edgecompile.ir.model import Layout
 
 
 @click.command()
@@ -24,8 +25,9 @@ from edgecompile.cli.output import human_to_stderr, warn, write_json
 @click.option("--report", "report_dir", type=click.Path(), default=None,
               help="Write an HTML page with plots (DIR/index.html): per-class accuracy, confusion "
                    "matrices, logit errors (a new or empty DIR, or an earlier report).")
+@LAYOUT_OPT
 def evaluate(model: str, data: str, labels: str, bits: str | None, calib: str | None,
-             json_path: str | None, report_dir: str | None) -> None:
+             json_path: str | None, report_dir: str | None, layout: Layout | None) -> None:
     """Accuracy of the float model and of the bit-exact quantized model on labelled data.
 
     MODEL is a checkpoint (.npz or a directory of .npy), a quantized model (.json) or an exported
@@ -41,7 +43,7 @@ def evaluate(model: str, data: str, labels: str, bits: str | None, calib: str | 
         from edgecompile.report.page import check_out_dir
 
         check_out_dir(report_dir)
-    source = load_model_source(model)
+    source = load_model_source(model, layout=layout, warn=warn)
     width = resolve_bits(source, bits, calib)
     X = load_data(data, source)
     shape = source.float_model if source.float_model is not None else source.qmodel

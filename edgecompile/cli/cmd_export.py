@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import click
 
-from edgecompile.cli.options import MODEL_ARG
+from edgecompile.cli.options import LAYOUT_OPT, MODEL_ARG
 from edgecompile.cli.output import human_to_stderr, warn, write_json
 from edgecompile.cli.progress import reporter
+from edgecompile.ir.model import Layout
 
 
 @click.command()
@@ -41,10 +42,11 @@ from edgecompile.cli.progress import reporter
                    "for the board's core: no harness, no PlatformIO project.")
 @click.option("--json", "json_path", type=click.Path(), default=None,
               help="Write what was exported (directory, library, manifest) as JSON (-: standard output).")
+@LAYOUT_OPT
 def export(model: str, board: str, bits: str | None, calib: str | None, out_dir: str | None,
            force: bool, name: str | None, zip_library: bool, library_version: str, library_author: str,
            library_license: str | None, library_url: str, framework: str, library_only: bool,
-           json_path: str | None) -> None:
+           json_path: str | None, layout: Layout | None) -> None:
     """Write a PlatformIO project (model library + firmware harness) for a board.
 
     MODEL is a checkpoint (.npz or a directory of .npy) or a quantized model (.json from
@@ -61,7 +63,7 @@ def export(model: str, board: str, bits: str | None, calib: str | None, out_dir:
         result = export_project(model, board, bits=int(bits) if bits else None, calib=calib,
                                 out_dir=out_dir, force=force, name=name, warn=warn,
                                 zip_library=zip_library, library=library, progress=progress,
-                                framework=framework, library_only=library_only)
+                                framework=framework, library_only=library_only, layout=layout)
     write_json(json_path, result.to_json())
     what = (f"the library {result.name} alone" if library_only
             else f"library lib/{result.name}/")

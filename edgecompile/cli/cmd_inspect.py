@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import click
 
-from edgecompile.cli.options import MODEL_ARG
+from edgecompile.cli.options import LAYOUT_OPT, MODEL_ARG
 from edgecompile.cli.output import human_to_stderr, warn, write_json
+from edgecompile.ir.model import Layout
 
 
 @click.command()
@@ -18,7 +19,9 @@ from edgecompile.cli.output import human_to_stderr, warn, write_json
               help="Raw calibration inputs [N,T,D] (.npy); without it formats use assumed ranges.")
 @click.option("--json", "json_path", type=click.Path(), default=None,
               help="Write the report as JSON (-: standard output, the text then goes to stderr).")
-def inspect(model: str, bits: str | None, calib: str | None, json_path: str | None) -> None:
+@LAYOUT_OPT
+def inspect(model: str, bits: str | None, calib: str | None, json_path: str | None,
+            layout: Layout | None) -> None:
     """Show a model's cell, dimensions, ranks, sparsity, size and cost per step.
 
     MODEL is a checkpoint (.npz or a directory of .npy), a quantized model (.json from
@@ -29,7 +32,7 @@ def inspect(model: str, bits: str | None, calib: str | None, json_path: str | No
     from edgecompile.pipeline.evaluate import load_model_source, resolve_bits
 
     err = human_to_stderr(json_path)
-    source = load_model_source(model)
+    source = load_model_source(model, layout=layout, warn=warn)
     width = resolve_bits(source, bits, calib)
     shown = source.float_model if source.float_model is not None else source.qmodel
     assert shown is not None

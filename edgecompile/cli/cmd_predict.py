@@ -5,8 +5,9 @@ from __future__ import annotations
 import click
 import numpy as np
 
-from edgecompile.cli.options import MODEL_ARG
+from edgecompile.cli.options import LAYOUT_OPT, MODEL_ARG
 from edgecompile.cli.output import human_to_stderr, save_npy, warn, write_json
+from edgecompile.ir.model import Layout
 
 
 @click.command()
@@ -21,8 +22,9 @@ from edgecompile.cli.output import human_to_stderr, save_npy, warn, write_json
 @click.option("--json", "json_path", type=click.Path(), default=None,
               help="Write n, num_classes, bits, predictions per class and the output path as JSON "
                    "(-: standard output, the text then goes to stderr).")
+@LAYOUT_OPT
 def predict(model: str, data: str, bits: str | None, calib: str | None, out: str,
-            json_path: str | None) -> None:
+            json_path: str | None, layout: Layout | None) -> None:
     """Compute logits for raw input sequences (integer simulator or float reference).
 
     MODEL is a checkpoint (.npz or a directory of .npy), a quantized model (.json from
@@ -32,7 +34,7 @@ def predict(model: str, data: str, bits: str | None, calib: str | None, out: str
     from edgecompile.pipeline.evaluate import load_data, load_model_source, predict_logits, resolve_bits
 
     err = human_to_stderr(out, json_path)
-    source = load_model_source(model)
+    source = load_model_source(model, layout=layout, warn=warn)
     width = resolve_bits(source, bits, calib)
     X = load_data(data, source)
     calib_X = load_data(calib, source) if calib else None

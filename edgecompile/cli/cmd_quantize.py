@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import click
 
-from edgecompile.cli.options import MODEL_ARG
+from edgecompile.cli.options import LAYOUT_OPT, MODEL_ARG
 from edgecompile.cli.output import human_to_stderr, warn
 from edgecompile.files import write_output
+from edgecompile.ir.model import Layout
 
 
 @click.command()
@@ -16,17 +17,22 @@ from edgecompile.files import write_output
               help="Raw calibration inputs [N,T,D] (.npy); without it formats use assumed ranges.")
 @click.option("-o", "--out", required=True, type=click.Path(),
               help="Where to write the quantized model (.json; -: standard output).")
-def quantize(model: str, bits: str, calib: str | None, out: str) -> None:
+@LAYOUT_OPT
+def quantize(model: str, bits: str, calib: str | None, out: str, layout: Layout | None) -> None:
     """Quantize a checkpoint and save the QuantizedModel (readable JSON; `export` takes it too)."""
     from edgecompile.frontend.checkpoint import load_checkpoint
     from edgecompile.frontend.data import load_sequences
     from edgecompile.ir.qmodel import qmodel_to_json
     from edgecompile.pipeline.evaluate import quantize_for_cli
+    from edgecompile.quant.biascorr import ptq_summary
 
     err = human_to_stderr(out)
-    fm = load_checkpoint(model)
+    fm = load_checkpoint(model, layout=layout, warn=warn)
     calib_X = load_sequences(calib, fm) if calib else None
     qm = quantize_for_cli(fm, int(bits), calib_X, warn=warn)
     text = qmodel_to_json(qm)
     write_output(out, lambda fh: fh.write(text.encode()))
     click.echo(f"wrote {out}: {qm.summary()}", err=err)
+    click.echo(qm.per_unit_line(), err=err)
+    if (ptq := ptq_summary(qm.calibration)) is not None:
+        click.echo(ptq, err=err)

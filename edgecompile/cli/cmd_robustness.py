@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import click
 
-from edgecompile.cli.options import MODEL_ARG
+from edgecompile.cli.options import LAYOUT_OPT, MODEL_ARG
 from edgecompile.cli.output import human_to_stderr, warn, write_json
 from edgecompile.cli.progress import reporter
+from edgecompile.ir.model import Layout
 
 
 @click.command()
@@ -26,8 +27,9 @@ from edgecompile.cli.progress import reporter
 @click.option("--json", "json_path", type=click.Path(), default=None, help="Write the report as JSON.")
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(),
               help="Directory for the HTML page (index.html) and its PNG plots.")
+@LAYOUT_OPT
 def robustness(model: str, data: str, labels: str, calib: str | None, bits: str, eps_text: str | None,
-               draws: int, seed: int, json_path: str | None, out_dir: str) -> None:
+               draws: int, seed: int, json_path: str | None, out_dir: str, layout: Layout | None) -> None:
     """Spectra, pseudospectra and accuracy under bounded perturbation, float vs quantized.
 
     Writes DIR/index.html with its plots; see docs/robustness.md for what each number means.
@@ -39,7 +41,7 @@ def robustness(model: str, data: str, labels: str, calib: str | None, bits: str,
     err = human_to_stderr(json_path)
     check_out_dir(out_dir)
     eps = parse_eps(eps_text)
-    fm = load_checkpoint(model)
+    fm = load_checkpoint(model, layout=layout, warn=warn)
     X = load_sequences(data, fm)
     y = load_labels(labels, X.shape[0], fm.num_classes)
     calib_X = load_sequences(calib, fm) if calib else None

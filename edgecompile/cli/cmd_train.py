@@ -8,6 +8,7 @@ import click
 
 from edgecompile.cli.output import human_to_stderr, write_json
 from edgecompile.cli.progress import reporter
+from edgecompile.ir.model import NONLINEARITIES
 
 if TYPE_CHECKING:
     from edgecompile.train import EpochLog
@@ -40,8 +41,10 @@ if TYPE_CHECKING:
               help="Pad (at the front) or cut every series to T steps [default: the longest].")
 @click.option("--pad", type=click.Choice(["edge", "zero"]), default="edge", show_default=True,
               help="Front padding of short series: repeat the first frame, or zeros.")
-@click.option("--gate-nl", type=click.Choice(["sigmoid", "quantSigm"]), default="sigmoid", show_default=True)
-@click.option("--update-nl", type=click.Choice(["tanh", "quantTanh"]), default="tanh", show_default=True)
+@click.option("--gate-nl", type=click.Choice(NONLINEARITIES), default="sigmoid", show_default=True,
+              help="FastGRNN's gate nonlinearity.")
+@click.option("--update-nl", type=click.Choice(NONLINEARITIES), default="tanh", show_default=True,
+              help="The update nonlinearity.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress (bar or lines).")
 @click.option("--json", "json_path", type=click.Path(), default=None,

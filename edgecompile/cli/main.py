@@ -20,6 +20,7 @@ from edgecompile.cli.cmd_boards import boards
 from edgecompile.cli.cmd_build import build
 from edgecompile.cli.cmd_evaluate import evaluate
 from edgecompile.cli.cmd_export import export
+from edgecompile.cli.cmd_fit import fit
 from edgecompile.cli.cmd_flash import flash
 from edgecompile.cli.cmd_inspect import inspect
 from edgecompile.cli.cmd_predict import predict
@@ -155,5 +156,5 @@ def main(ctx: click.Context, debug: bool) -> None:
     check_environment()
 
 
-for _command in (inspect, predict, evaluate, quantize, train, robustness, boards, export, build, flash, verify):
+for _command in (inspect, predict, evaluate, quantize, train, robustness, boards, export, build, flash, verify, fit):
     main.add_command(_command)

@@ -12,3 +12,8 @@ OFFLINE_OPT = click.option(
     "--offline/--online", default=None,
     help="Local platform over Debian toolchains (no network), or the standard PlatformIO "
          "platform. Default: offline when the PlatformIO registry cannot be reached.")
+LAYOUT_OPT = click.option(
+    "--layout", type=click.Choice(["in-out", "out-in"]), default=None,
+    help="How the checkpoint's matrices are stored: in-out (x @ W, W [D,H]: EdgeML's TF trainer, "
+         "edgeml_pytorch on GitHub, edgecompile) or out-in (W [H,D]: edgeml-pytorch 0.3.0's "
+         "FastGRNN) [default: detected from the shapes].")

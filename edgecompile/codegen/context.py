@@ -19,7 +19,8 @@ from edgecompile.ir.qmodel import QFactor, QMatrix, QuantizedModel
 #: and ``edgecompile_model.h``).
 ABI_VERSION = 1
 
-_NL_FUNCTIONS = {"sigmoid": "sigmoid", "tanh": "tanh", "quantSigm": "quant_sigm", "quantTanh": "quant_tanh"}
+_NL_FUNCTIONS = {"sigmoid": "sigmoid", "tanh": "tanh", "quantSigm": "quant_sigm", "quantTanh": "quant_tanh",
+                 "quantSigm4": "quant_sigm4", "relu": "relu"}
 _LUT_NLS = ("sigmoid", "tanh")
 _READ = {"int8_t": "EC_READ_I8", "int16_t": "EC_READ_I16", "int32_t": "EC_READ_I32",
          "uint8_t": "EC_READ_U8", "uint16_t": "EC_READ_U16", "uint32_t": "EC_READ_U32"}
@@ -84,7 +85,12 @@ def _offset_k(row: np.ndarray, add: int) -> int:
 
 
 def _matrix(name: str, m: QMatrix, in_frac: int, bits: int) -> dict[str, Any]:
-    shifts = m.shifts(in_frac)
+    # per-unit: the final product has no shift of its own (one per unit, with the other matrix's)
+    shifts: list[int | None]
+    if m.per_unit:
+        shifts = [m.mid_shift(in_frac), None] if m.low_rank else [None]
+    else:
+        shifts = list(m.shifts(in_frac))
     if m.low_rank:
         f1, f2 = m.factors
         return {"name": name, "low_rank": True, "rank": f1.shape[1], "mid_frac": m.mid_frac,
@@ -171,6 +177,9 @@ def build_context(qm: QuantizedModel, name: str) -> dict[str, Any]:
         "sig_table": [int(v) for v in SIG] if any(n in _LUT_NLS for n in nls) else None,
         "zeta": qm.zeta, "nu": qm.nu, "alpha": qm.alpha, "beta": qm.beta,
         "residual_shift": qm.residual_shift,
+        # gz, gc: the Q formats of z and c (14, or 12 for relu); gz is also the final shift of the update
+        "gate_frac": qm.gate_frac, "update_frac": qm.update_frac,
+        "relu_gate": grnn and qm.gate_nl == "relu",
         "norm": _normalisation(qm),
         "in_scale": _float_literal(2.0 ** qm.in_frac),
     }
@@ -182,8 +191,11 @@ def build_context(qm: QuantizedModel, name: str) -> dict[str, Any]:
     steps = np.diff(SIG)
     if ctx["sig_table"] is not None and (int(steps.min()) < 0 or int(steps.max()) > 256):
         raise CodegenError("the sigmoid table's steps are outside [0, 256]: no 16-bit interpolation")
-    shifts = [f["shift"] for mat in (ctx["W"], ctx["U"]) for f in mat["factors"]] + [qm.residual_shift]
-    ctx["uses_mul_pow2"] = any(s < 0 for s in shifts)
+    shifts = [f["shift"] for mat in (ctx["W"], ctx["U"]) for f in mat["factors"] if f["shift"] is not None]
+    ctx["uses_mul_pow2"] = any(s < 0 for s in shifts + [qm.residual_shift])
+    # Per-unit form: one rescaling shift per unit for the summed final products, int8 in flash.
+    ctx["per_unit"] = qm.per_unit
+    ctx["unit_shift"] = _ints(qm.unit_shifts(), -31, 31, "per-unit shift") if qm.per_unit else None
     # The AVR per-unit asm routine: FastGRNN with a sigmoid gate and a tanh update, and a residual shift of
     # 0 or -1 (c * coef << 1 + z * h stays within int32); other cells keep the C update.
     ctx["unit_asm"] = bool(grnn and ctx["gate_nl"] == "sigmoid" and ctx["update_nl"] == "tanh"

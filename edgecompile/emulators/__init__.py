@@ -7,10 +7,11 @@ client opens.
 from edgecompile.emulators.process import (
     Emulator,
     emulate,
+    emulate_many,
     run_board,
     run_native,
     run_qemu,
     run_simavr,
 )
 
-__all__ = ["Emulator", "emulate", "run_board", "run_native", "run_qemu", "run_simavr"]
+__all__ = ["Emulator", "emulate", "emulate_many", "run_board", "run_native", "run_qemu", "run_simavr"]

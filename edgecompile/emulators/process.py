@@ -75,26 +75,36 @@ class Emulator:
         self.url: str | None = None
         self.proc: subprocess.Popen[bytes] | None = None
         self.startup_s: float | None = None
+        self._t0 = 0.0
         self._out: _Lines | None = None
         self._err: _Lines | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> Emulator:
-        t0 = time.monotonic()
+        self.launch()
+        return self.wait_started()
+
+    def launch(self) -> None:
+        """Start the process (from the main thread it dies with this one); :meth:`wait_started`
+        then waits until its port is ready. ``start()`` does both."""
+        self._t0 = time.monotonic()
         try:
             self.proc = spawn(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE)
         except OSError as exc:
             raise LinkError(f"cannot start {self.kind} ({self.argv[0]}): {exc}") from exc
+        assert self.proc.stdout is not None and self.proc.stderr is not None
+        self._out = _Lines(self.proc.stdout)
+        self._err = _Lines(self.proc.stderr)
+
+    def wait_started(self) -> Emulator:
+        """Wait until the launched emulator's port is ready (stopped if it does not come up)."""
         try:
-            assert self.proc.stdout is not None and self.proc.stderr is not None
-            self._out = _Lines(self.proc.stdout)
-            self._err = _Lines(self.proc.stderr)
-            self._wait_ready(t0 + self.timeouts.emulator_start_s)
+            self._wait_ready(self._t0 + self.timeouts.emulator_start_s)
         except BaseException:
             self.stop()
             raise
-        self.startup_s = time.monotonic() - t0
+        self.startup_s = time.monotonic() - self._t0
         return self
 
     def _wait_ready(self, deadline: float) -> None:
@@ -164,16 +174,20 @@ class _TcpEmulator(Emulator):
 
     def start(self) -> Emulator:
         for _attempt in range(3):  # a free port can be taken between probe and bind
-            self.port_no = free_tcp_port()
-            self.argv = self.platform.emulator_argv(self.image, self.port_no)
-            if shutil.which(self.argv[0]) is None:
-                raise LinkError(f"{self.argv[0]} not found (apt-get install {self.argv[0]})")
+            self.launch()
             try:
-                return super().start()
+                return self.wait_started()
             except LinkError as exc:
-                if "in use" not in str(exc).lower():
+                if not port_taken(exc):
                     raise
         raise LinkError(f"{self.kind}: no free TCP port after 3 tries")
+
+    def launch(self) -> None:
+        self.port_no = free_tcp_port()
+        self.argv = self.platform.emulator_argv(self.image, self.port_no)
+        if shutil.which(self.argv[0]) is None:
+            raise LinkError(f"{self.argv[0]} not found (apt-get install {self.argv[0]})")
+        super().launch()
 
     def _wait_ready(self, deadline: float) -> None:
         self.url = f"socket://127.0.0.1:{self.port_no}"
@@ -186,6 +200,11 @@ class _TcpEmulator(Emulator):
                 return  # listening (the emulator accepts the real client after this probe closes)
             time.sleep(0.02)
         raise LinkError(f"{self.kind} did not listen on port {self.port_no}: {self.stderr_tail()}")
+
+
+def port_taken(exc: BaseException) -> bool:
+    """The emulator could not bind its TCP port (taken between probe and bind): try again."""
+    return isinstance(exc, LinkError) and "in use" in str(exc).lower()
 
 
 def free_tcp_port() -> int:
@@ -237,3 +256,35 @@ def emulate(board: BoardProfile | str, image: str | Path) -> Iterator[Emulator]:
     """Start the emulator of ``board`` on ``image``; stopped when the block ends."""
     with run_board(board, image) as emu:
         yield emu
+
+
+@contextlib.contextmanager
+def emulate_many(board: BoardProfile | str, image: str | Path, count: int,
+                 timeouts: Timeouts = DEFAULT) -> Iterator[list[Emulator]]:
+    """``count`` emulators of ``board`` on ``image``, started side by side (each on its own pty
+    or TCP port); all are stopped when the block ends, or when any fails to start."""
+    emus = [run_board(board, image, timeouts) for _ in range(max(1, count))]
+    errors: dict[int, BaseException] = {}
+
+    def wait(k: int) -> None:
+        try:
+            emus[k].wait_started()
+        except BaseException as exc:  # noqa: BLE001 - raised below, in the caller's thread
+            errors[k] = exc
+
+    try:
+        for emu in emus:  # processes from this thread: they die with it
+            emu.launch()
+        threads = [threading.Thread(target=wait, args=(k,), daemon=True) for k in range(len(emus))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for k, exc in sorted(errors.items()):
+            if not port_taken(exc):
+                raise exc
+            emus[k].start()  # its TCP port was taken meanwhile: a new one
+        yield emus
+    finally:
+        for emu in emus:
+            emu.stop()

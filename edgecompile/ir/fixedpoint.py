@@ -18,11 +18,20 @@ ONE = 1 << UNIT_FRAC
 
 
 @overload
-def rshift(v: np.ndarray, s: int) -> np.ndarray: ...
+def rshift(v: np.ndarray, s: int | np.ndarray) -> np.ndarray: ...
 @overload
 def rshift(v: int, s: int) -> int: ...
-def rshift(v: np.ndarray | int, s: int) -> np.ndarray | int:
-    """Rescale by 2^-s: round half up for s > 0, exact multiply for s <= 0."""
+def rshift(v: np.ndarray | int, s: int | np.ndarray) -> np.ndarray | int:
+    """Rescale by 2^-s: round half up for s > 0, exact multiply for s <= 0.
+
+    ``s`` may be an int array (one shift per unit, broadcast over the last axis of ``v``),
+    its entries positive, zero or negative.
+    """
+    if isinstance(s, np.ndarray):
+        s = s.astype(np.int64)
+        pos = s > 0
+        up = (v + (np.int64(1) << np.where(pos, s - 1, 0))) >> np.where(pos, s, 0)
+        return np.where(pos, up, np.asarray(v, dtype=np.int64) * (np.int64(1) << np.where(pos, 0, -s)))
     if s > 0:
         return (v + (1 << (s - 1))) >> s
     if s < 0:

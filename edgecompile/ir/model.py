@@ -12,8 +12,24 @@ from typing import ClassVar, Literal, Protocol
 import numpy as np
 
 Cell = Literal["FastGRNN", "FastRNN"]
-Nonlinearity = Literal["sigmoid", "tanh", "quantSigm", "quantTanh"]
-NONLINEARITIES: tuple[str, ...] = ("sigmoid", "tanh", "quantSigm", "quantTanh")
+Nonlinearity = Literal["sigmoid", "tanh", "quantSigm", "quantTanh", "quantSigm4", "relu"]
+NONLINEARITIES: tuple[str, ...] = ("sigmoid", "tanh", "quantSigm", "quantTanh", "quantSigm4", "relu")
+
+
+Layout = Literal["in-out", "out-in"]
+NlSource = Literal["metadata", "command.txt", "defaults"]
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """How a checkpoint was read: its stored layout (``native``: edgecompile's ``[in,out]``,
+    ``detected`` from the shapes, ``given`` by ``--layout``) and where each nonlinearity came
+    from (``None``: the cell has no gate)."""
+
+    layout: Layout = "in-out"
+    layout_how: Literal["native", "detected", "given"] = "native"
+    gate_nl_from: NlSource | None = "defaults"
+    update_nl_from: NlSource = "defaults"
 
 
 @dataclass(frozen=True)
@@ -168,6 +184,7 @@ class FloatModel(ModelShape):
     std: np.ndarray | None = None
     update_nl: Nonlinearity = "tanh"
     sha256: str = field(default="", compare=False)
+    provenance: Provenance | None = field(default=None, compare=False)  # None: not from a file
 
     @property
     def cell(self) -> Cell:

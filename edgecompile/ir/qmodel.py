@@ -25,6 +25,12 @@ from edgecompile.ir.model import ModelShape
 FORMAT_VERSION = 1
 
 
+def nl_frac(nl: str) -> int:
+    """The Q format of a nonlinearity's output: Q14, except relu's Q12 (its input format: [0, 8)
+    does not fit int16 in Q14)."""
+    return PRE_FRAC if nl == "relu" else UNIT_FRAC
+
+
 @dataclass(frozen=True)
 class QFactor:
     """One integer weight matrix ``[in, out]`` standing for ``values / 2^frac``."""
@@ -32,6 +38,16 @@ class QFactor:
     values: np.ndarray
     frac: int
     sparse: bool = False  # store and visit only the non-zeros (decided by the quantizer)
+    #: Per-column Q formats (one per output) of a per-unit final factor; None: every column Q(frac).
+    #: ``frac`` is then the lowest of them.
+    col_fracs: tuple[int, ...] | None = None
+
+    @property
+    def fracs(self) -> np.ndarray:
+        """The Q format of every column ``[out]``: ``col_fracs``, or ``frac`` repeated."""
+        if self.col_fracs is None:
+            return np.full(self.shape[1], self.frac, dtype=np.int64)
+        return np.asarray(self.col_fracs, dtype=np.int64)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -64,8 +80,32 @@ class QMatrix:
     def out_dim(self) -> int:
         return self.factors[-1].shape[1]
 
+    @property
+    def per_unit(self) -> bool:
+        """The final factor has per-column formats (its product is rescaled per unit, with U's)."""
+        return self.factors[-1].col_fracs is not None
+
+    def mid_shift(self, in_frac: int) -> int:
+        """The rescaling shift of a low-rank matrix's first product, to ``mid_frac``."""
+        if self.mid_frac is None or not self.low_rank:
+            raise QuantError("a low-rank matrix needs the Q format of its intermediate (mid_frac)")
+        return in_frac + self.factors[0].frac - self.mid_frac
+
+    def acc_fracs(self, in_frac: int) -> np.ndarray:
+        """Q format of each output of the final product ``[out]`` (before any rescale)."""
+        a = self.mid_frac if self.low_rank else in_frac
+        if a is None:
+            raise QuantError("a low-rank matrix needs the Q format of its intermediate (mid_frac)")
+        return a + self.factors[-1].fracs
+
     def shifts(self, in_frac: int) -> tuple[int, ...]:
-        """Rescaling shifts after each product: to ``mid_frac`` (low rank) and then to Q12."""
+        """Rescaling shifts after each product: to ``mid_frac`` (low rank) and then to Q12.
+
+        Per-tensor form only: a per-unit matrix is rescaled together with the other one
+        (``QuantizedModel.unit_shifts``).
+        """
+        if self.per_unit:
+            raise QuantError("a per-unit matrix has one shift per unit: use QuantizedModel.unit_shifts()")
         if not self.low_rank:
             return (in_frac + self.factors[0].frac - PRE_FRAC,)
         if self.mid_frac is None:
@@ -102,15 +142,40 @@ class QuantizedModel(ModelShape):
     source_sha256: str = ""
     tool_version: str = __version__
     calibration: dict[str, Any] = field(default_factory=dict)  # provenance: method, ranges, formats
+    #: Per-unit form: the final factors of W and U have per-column formats tied so that both
+    #: products of unit j land in Q(A[j]); pre[j] = rshift(accW[j] + accU[j], A[j] - 12).
+    per_unit: bool = False
 
     @property
     def logit_frac(self) -> int:
         return self.hid_frac + self.FC.frac
 
+    def unit_shifts(self) -> np.ndarray:
+        """``A[j] - 12`` of the per-unit form ``[H]`` (int64), checking the tie of W and U."""
+        if not self.per_unit or not (self.W.per_unit and self.U.per_unit):
+            raise QuantError("not a per-unit quantized model: W and U need per-column formats")
+        a_w = self.W.acc_fracs(self.in_frac)
+        a_u = self.U.acc_fracs(self.hid_frac)
+        if a_w.shape != a_u.shape or not np.array_equal(a_w, a_u):
+            raise QuantError("per-unit formats of W and U do not tie: the quantized model is corrupt")
+        return a_w - PRE_FRAC
+
+    @property
+    def gate_frac(self) -> int:
+        """gz: the Q format of the gate z (FastGRNN), 14 for FastRNN (beta_q is Q14 in its place);
+        also the final shift of the residual update, back to Q(hid_frac)."""
+        return nl_frac(self.gate_nl) if self.cell == "FastGRNN" else UNIT_FRAC
+
+    @property
+    def update_frac(self) -> int:
+        """gc: the Q format of the update value c."""
+        return nl_frac(self.update_nl)
+
     @property
     def residual_shift(self) -> int:
-        """The shift aligning ``coef * c`` (Q28) with ``z * h`` (Q(14 + hid_frac))."""
-        return 14 - self.hid_frac
+        """The shift aligning ``coef * c`` (Q(14 + gc)) with ``z * h`` (Q(gz + hid_frac)):
+        ``14 + gc - gz - hid_frac`` (``14 - hid_frac`` when both are Q14)."""
+        return UNIT_FRAC + self.update_frac - self.gate_frac - self.hid_frac
 
     def grnn_terms(self) -> tuple[np.ndarray, int, int]:
         """FastGRNN's ``(bias_gate, zeta, nu)``."""
@@ -142,7 +207,10 @@ class QuantizedModel(ModelShape):
             return None if v is None else [float(x).hex() for x in np.asarray(v, np.float64).ravel()]
 
         def factor(f: QFactor) -> dict[str, Any]:
-            return {"values": ints(f.values), "frac": int(f.frac), "sparse": bool(f.sparse)}
+            d = {"values": ints(f.values), "frac": int(f.frac), "sparse": bool(f.sparse)}
+            if f.col_fracs is not None:  # absent in the per-tensor form: its hashes stay as they were
+                d["col_fracs"] = [int(v) for v in f.col_fracs]
+            return d
 
         def matrix(m: QMatrix) -> dict[str, Any]:
             return {"factors": [factor(f) for f in m.factors],
@@ -162,13 +230,15 @@ class QuantizedModel(ModelShape):
                         for v in (self.zeta, self.nu, self.alpha, self.beta)],
             "mean": floats(self.mean), "std": floats(self.std),
         }
+        if self.per_unit:
+            doc["per_unit"] = True
         text = json.dumps(doc, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode("ascii")).hexdigest()
 
     def summary(self) -> str:
         """One line for generated-file headers: bits and every Q format."""
         def mat(name: str, m: QMatrix) -> str:
-            parts = "*".join(f"Q{f.frac}{'s' if f.sparse else ''}" for f in m.factors)
+            parts = "*".join(f"Q{_fracs_text(f)}{'s' if f.sparse else ''}" for f in m.factors)
             mid = f"(mid Q{m.mid_frac})" if m.low_rank else ""
             return f"{name}={parts}{mid}"
 
@@ -179,16 +249,35 @@ class QuantizedModel(ModelShape):
             f"update={self.update_nl}"
         )
 
+    def per_unit_line(self) -> str:
+        """``per-unit shifts: yes (W2,U2: 32 units, shifts 3..7)``, or ``per-unit shifts: no``."""
+        if not self.per_unit:
+            return "per-unit shifts: no"
+        s = self.unit_shifts()
+        names = ",".join(n + ("2" if m.low_rank else "") for n, m in (("W", self.W), ("U", self.U)))
+        span = f"{int(s.min())}..{int(s.max())}" if s.min() != s.max() else f"{int(s.min())}"
+        return f"per-unit shifts: yes ({names}: {s.size} units, shifts {span})"
+
+
+def _fracs_text(f: QFactor) -> str:
+    """``7``, or ``3..9`` for per-column formats."""
+    lo, hi = int(f.fracs.min()), int(f.fracs.max())
+    return f"{f.frac}" if f.col_fracs is None else (f"{lo}..{hi}" if lo != hi else f"{lo}")
+
 
 # --- serialisation -------------------------------------------------------------------------
 
 def _factor_to_json(f: QFactor) -> dict[str, Any]:
-    return {"values": f.values.astype(int).tolist(), "frac": f.frac, "sparse": f.sparse}
+    d: dict[str, Any] = {"values": f.values.astype(int).tolist(), "frac": f.frac, "sparse": f.sparse}
+    if f.col_fracs is not None:
+        d["col_fracs"] = [int(v) for v in f.col_fracs]
+    return d
 
 
 def _factor_from_json(d: dict[str, Any]) -> QFactor:
+    col = d.get("col_fracs")
     return QFactor(np.asarray(d["values"], dtype=np.int64).reshape(len(d["values"]), -1),
-                   int(d["frac"]), bool(d["sparse"]))
+                   int(d["frac"]), bool(d["sparse"]), None if col is None else tuple(int(v) for v in col))
 
 
 def qmodel_to_json(qm: QuantizedModel) -> str:

@@ -10,9 +10,11 @@ garbage), or sent frames that fail their CRC (noise, wrong baud rate).
 from __future__ import annotations
 
 import os
+import select
 import struct
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -33,9 +35,13 @@ from edgecompile.link.protocol import (
     STEP_LOGITS,
     STEP_RESET,
     DeviceInfo,
+    runs_pay_off,
     step_request,
 )
 from edgecompile.link.timeouts import Timeouts, from_env
+
+#: Most bytes taken from a ready port at once (far more than any reply).
+READ_CHUNK = 65536
 
 
 class DeviceError(LinkError):
@@ -163,10 +169,15 @@ class Client:
         self._seq = 0
         self._session = 0
         self._seen = LineSeen()
+        self._cancel = threading.Event()
         if not self.name:
             names = [getattr(self.port, a, None) for a in ("port", "name")]
             self.name = next((n for n in names if isinstance(n, str) and n), "the port")
-        self.port.timeout = self.timeouts.poll_s
+        # A port with a file descriptor (a serial device, pty or socket) is waited on for
+        # readiness and then read in one chunk (``timeout = 0``: what is there); others
+        # (wrappers, ``loop://``) are polled with ``poll_s`` reads.
+        self._fd = _fileno(self.port)
+        self.port.timeout = 0 if self._fd is not None else self.timeouts.poll_s
 
     # ---- transport -------------------------------------------------------------------------
     def _next_seq(self) -> int:
@@ -187,11 +198,18 @@ class Client:
 
     def _read_frame(self, deadline: float) -> bytes | BadFrame:
         while not self._pending:
-            if time.monotonic() >= deadline:
+            left = deadline - time.monotonic()
+            if left <= 0:
                 raise LinkTimeout("no reply")
+            if self._cancel.is_set():
+                raise LinkError("cancelled")
             try:
-                waiting = getattr(self.port, "in_waiting", 0)
-                data = self.port.read(max(1, waiting))
+                if self._fd is not None:
+                    ready, _, _ = select.select([self._fd], [], [], min(left, self.timeouts.poll_s))
+                    data = self.port.read(READ_CHUNK) if ready else b""
+                else:
+                    waiting = getattr(self.port, "in_waiting", 0)
+                    data = self.port.read(max(1, waiting))
             except Exception as exc:
                 raise LinkError(f"cannot read from the port: {exc}") from exc
             if data:
@@ -323,7 +341,8 @@ class Client:
             raise ValueError(f"at most {info.max_steps_per_frame} steps per frame")
         flags = (STEP_RESET if reset else 0) | (STEP_HIDDEN if hidden else 0) | (
             STEP_LOGITS if logits else 0)
-        body = step_request(flags, t0, x_q)
+        # repeated rows (a padded sequence) go once, with their count, to v3 firmware
+        body = step_request(flags, t0, x_q, runs=info.proto_version >= 3 and runs_pay_off(x_q))
         timeout = self.timeouts.reply_timeout(len(body) + 64, steps=x_q.shape[0])
         rep = self.command(CMD_STEP, body, timeout=timeout, what=f"step t={t0}")
         t, cycles = struct.unpack_from("<HI", rep)
@@ -383,6 +402,16 @@ class Client:
         assert rep.logits is not None  # asked for with the last step
         return InferResult(rep.logits, cycles, np.stack(hidden) if trace else None)
 
+    def infer_all(self, xs: Sequence[np.ndarray] | np.ndarray, *, trace: bool = False
+                  ) -> Iterator[InferResult]:
+        """:meth:`infer` of every sequence of ``xs``, in order."""
+        for x in xs:
+            yield self.infer(x, trace=trace)
+
+    def cancel(self) -> None:
+        """End a read in progress in another thread (and every later one) with a LinkError."""
+        self._cancel.set()
+
     def _rehandshake(self) -> None:
         before = self.info
         self.drain()
@@ -396,6 +425,18 @@ class Client:
             self.handshake()
         assert self.info is not None
         return self.info
+
+
+def _fileno(port: object) -> int | None:
+    """The port's file descriptor when it has a real one, else None."""
+    fileno = getattr(port, "fileno", None)
+    if fileno is None:
+        return None
+    try:
+        fd = fileno()
+    except Exception:  # noqa: BLE001 - not open, or a port type without one
+        return None
+    return fd if isinstance(fd, int) and fd >= 0 else None
 
 
 def open_port(url: str, baudrate: int = 115200) -> Any:

@@ -41,6 +41,9 @@ class Timeouts:
     emulator_start_s: float = 15.0
     #: Emulator shutdown: SIGTERM, then SIGKILL after this long.
     emulator_stop_s: float = 3.0
+    #: ``verify --emulate`` runs this many instances of the emulated board and spreads the
+    #: sequences over them (0: as many as pay off on this machine, at most one per 32 sequences).
+    emulator_instances: int = 0
 
     def reply_timeout(self, nbytes: int, steps: int = 0) -> float:
         """Allowed time for one request of ``nbytes`` on the wire computing ``steps`` steps."""
@@ -60,6 +63,7 @@ LIMITS: dict[str, tuple[float, float, bool]] = {
     "poll_s": (0.0, 5.0, True),
     "emulator_start_s": (0.0, 3600.0, True),
     "emulator_stop_s": (0.0, 600.0, False),
+    "emulator_instances": (0, 64, False),
 }
 #: Values of ``EDGECOMPILE_OFFLINE`` (empty or unset: probe the PlatformIO registry).
 OFFLINE_VALUES = ("1", "true", "yes", "0", "false", "no")

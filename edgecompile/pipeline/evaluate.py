@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from edgecompile.errors import DataError
-from edgecompile.ir.model import FloatModel
+from edgecompile.ir.model import FloatModel, Layout
 from edgecompile.ir.qmodel import QuantizedModel
 from edgecompile.quant.quantizer import CalibrationWarning, quantize
 from edgecompile.reference import forward
@@ -78,11 +78,14 @@ def load_project_models(root: str | Path) -> tuple[Any, QuantizedModel, FloatMod
     return manifest, qm, fm
 
 
-def load_model_source(path: str) -> ModelSource:
+def load_model_source(path: str, layout: Layout | None = None, warn: Warn | None = None) -> ModelSource:
     """Read MODEL: an exported project directory (it has an ``edgecompile-manifest.json``), a
-    quantized model (``.json``), or else a float checkpoint (``.npz`` or a directory of ``.npy``)."""
+    quantized model (``.json``), or else a float checkpoint (``.npz`` or a directory of ``.npy``;
+    ``layout`` and ``warn`` as :func:`~edgecompile.frontend.checkpoint.load_checkpoint` takes them)."""
     from edgecompile.frontend.checkpoint import load_checkpoint
 
+    if layout is not None and (is_project_dir(path) or str(path).endswith(".json")):
+        raise DataError(f"--layout applies to a checkpoint, not to {path} (a project or quantized model)")
     if is_project_dir(path):
         _, qm, fm = load_project_models(path)
         return ModelSource(path, "project", fm, qm)
@@ -90,7 +93,7 @@ def load_model_source(path: str) -> ModelSource:
         from edgecompile.ir.qmodel import load_qmodel
 
         return ModelSource(path, "qmodel", None, load_qmodel(path))
-    return ModelSource(path, "checkpoint", load_checkpoint(path), None)
+    return ModelSource(path, "checkpoint", load_checkpoint(path, layout=layout, warn=warn), None)
 
 
 def resolve_bits(source: ModelSource, bits: str | None, calib: str | None) -> str:

@@ -33,7 +33,7 @@ from edgecompile.codegen.arduino import example_sketch_files, library_zip
 from edgecompile.codegen.names import c_ident, default_name
 from edgecompile.codegen.render import DEFAULT_LIBRARY, LibraryInfo, render_library
 from edgecompile.errors import CodegenError, one_line
-from edgecompile.ir.model import FloatModel
+from edgecompile.ir.model import FloatModel, Layout
 from edgecompile.ir.qmodel import QuantizedModel, load_qmodel, qmodel_to_json
 from edgecompile.targets.manifest import (
     GENERATOR,
@@ -84,7 +84,7 @@ ProgressFn = Callable[[int, int, str], None]
 
 def _load_model(model: str | os.PathLike[str] | FloatModel | QuantizedModel, bits: int | None,
                 calib: str | os.PathLike[str] | np.ndarray | None, warn: Callable[[str], None] | None,
-                progress: ProgressFn | None = None
+                progress: ProgressFn | None = None, layout: Layout | None = None
                 ) -> tuple[QuantizedModel, str, FloatModel | None]:
     """(QuantizedModel, default name, float model if known) from a path, a FloatModel or a
     QuantizedModel."""
@@ -106,7 +106,7 @@ def _load_model(model: str | os.PathLike[str] | FloatModel | QuantizedModel, bit
     if isinstance(model, FloatModel):
         fm = model if model.sha256 else _with_hash(model)
     else:
-        fm, stem = load_checkpoint(model), Path(model).stem
+        fm, stem = load_checkpoint(model, layout=layout, warn=warn), Path(model).stem
     if isinstance(calib, (str, os.PathLike)):
         from edgecompile.frontend.data import load_sequences
 
@@ -415,6 +415,7 @@ def export_project(
     progress: ProgressFn | None = None,
     framework: str = "baremetal",
     library_only: bool = False,
+    layout: Layout | None = None,
 ) -> ExportResult:
     """Quantize ``model`` (unless already quantized) and write a PlatformIO project for ``board``.
 
@@ -429,7 +430,8 @@ def export_project(
     project's steps (rendering the files, writing them). ``framework``: ``baremetal`` (the
     harness on the family's register-level HAL) or ``arduino`` (the harness on the Arduino
     core's ``Serial``, ``firmware/arduino/``). ``library_only``: only the model library (the
-    contents of ``lib/<name>/``) for the board's core. Raises :class:`EdgecompileError`
+    contents of ``lib/<name>/``) for the board's core. ``layout``: how a checkpoint's matrices
+    are stored (``in-out``/``out-in``; None: detected). Raises :class:`EdgecompileError`
     subclasses (exit status 2).
     """
     from edgecompile.targets.boards import get_board
@@ -444,7 +446,9 @@ def export_project(
         c_ident(name)
     if out_dir is not None:
         _check_target(out_dir, force)  # refuse early: nothing is computed or written
-    qm, stem, fm = _load_model(model, bits, calib, warn, progress)
+    if layout is not None and (not isinstance(model, (str, os.PathLike)) or str(model).endswith(".json")):
+        raise CodegenError("--layout applies to a checkpoint, not to a quantized or in-memory model")
+    qm, stem, fm = _load_model(model, bits, calib, warn, progress, layout)
     lib_name = name if name is not None else default_name(stem)
     out = Path(out_dir) if out_dir is not None else Path(f"{lib_name}_{board_id}")
     if progress is not None:

@@ -14,6 +14,8 @@ from edgecompile.errors import DataError, EdgecompileError
 from edgecompile.ir.model import FloatModel
 from edgecompile.ir.qmodel import QuantizedModel
 from edgecompile.link.client import Client, open_port
+from edgecompile.link.pool import ClientPool
+from edgecompile.link.timeouts import Timeouts, from_env
 from edgecompile.targets.boards import BoardProfile
 from edgecompile.targets.manifest import Manifest
 from edgecompile.targets.platforms import Platform, platform_for
@@ -75,13 +77,28 @@ def memory_of(project: Project, elf: Path | None) -> tuple[int | None, int | Non
     return use.flash, use.ram
 
 
+#: Emulator instances ``verify --emulate`` runs unless ``EDGECOMPILE_EMULATOR_INSTANCES`` says
+#: otherwise: one emulated UART takes about one byte per 25-30 us (QEMU), so several instances
+#: are fed side by side (docs/protocol.md, "Emulated boards").
+AUTO_EMULATOR_INSTANCES = 3
+#: Fewest sequences per instance: below this the start-up of another emulator does not pay.
+MIN_SEQUENCES_PER_INSTANCE = 32
+
+
+def emulator_instances(n_sequences: int, timeouts: Timeouts | None = None) -> int:
+    """How many emulator instances share ``n_sequences`` sequences (at least one)."""
+    want = (timeouts or from_env()).emulator_instances or AUTO_EMULATOR_INSTANCES
+    return max(1, min(want, n_sequences // MIN_SEQUENCES_PER_INSTANCE))
+
+
 @contextlib.contextmanager
 def connect(project: Project, *, port: str | None, elf: Path | None,
-            log: Callable[[str], None] | None = None
-            ) -> Iterator[tuple[Client, dict[str, Any]]]:
+            log: Callable[[str], None] | None = None, sequences: int = 1
+            ) -> Iterator[tuple[Client | ClientPool, dict[str, Any]]]:
     """A handshaken client on ``port``, or on the board's emulator running ``elf`` when
-    ``port`` is None; yields (client, facts such as the emulator start-up time)."""
-    from edgecompile.emulators.process import emulate as start_emulator
+    ``port`` is None (several instances, one client each, for many ``sequences``); yields
+    (client or pool, facts such as the emulator start-up time)."""
+    from edgecompile.emulators.process import emulate_many
 
     if port is None:
         em = project.board.emulator
@@ -89,14 +106,18 @@ def connect(project: Project, *, port: str | None, elf: Path | None,
             raise DataError(f"board '{project.board.id}' has no emulator; use --port")
         if elf is None:
             raise DataError(f"{project.root}: no firmware built")
-        with start_emulator(project.board, elf) as emu:
-            ser = emu.open()
-            try:
-                client = Client(ser, log=log)
-                client.handshake()
-                yield client, {"emulator_start_s": emu.startup_s, "machine": em.machine}
-            finally:
-                ser.close()
+        count = emulator_instances(sequences)
+        with emulate_many(project.board, elf, count) as emus, contextlib.ExitStack() as ports:
+            clients = []
+            for k, emu in enumerate(emus):
+                ser = emu.open()
+                ports.callback(ser.close)
+                tag = None if log is None or count == 1 else _tagged(log, k)
+                clients.append(Client(ser, log=tag or log))
+            link: Client | ClientPool = clients[0] if count == 1 else ClientPool(clients)
+            link.handshake()
+            yield link, {"emulator_start_s": max(e.startup_s or 0.0 for e in emus),
+                         "machine": em.machine}
     else:
         ser = open_port(port)
         try:
@@ -105,6 +126,10 @@ def connect(project: Project, *, port: str | None, elf: Path | None,
             yield client, {}
         finally:
             ser.close()
+
+
+def _tagged(log: Callable[[str], None], k: int) -> Callable[[str], None]:
+    return lambda line: log(f"[{k}] {line}")
 
 
 def verify_project(project_dir: str | Path, *, data: str | Path, labels: str | Path | None = None,
@@ -136,7 +161,7 @@ def verify_project(project_dir: str | Path, *, data: str | Path, labels: str | P
 
         float_logits = forward(project.float_model, X)
     elf = firmware_image(project, build=emulate, echo=echo)
-    with connect(project, port=port, elf=elf, log=log) as (client, facts):
+    with connect(project, port=port, elf=elf, log=log, sequences=X.shape[0]) as (client, facts):
         report = run_parity(client, qm, X, y, float_logits=float_logits, trace=trace,
                             progress=progress, platform=project.platform, emulated=emulate,
                             expected_sha256=project.manifest.model_sha256 or None)

@@ -54,7 +54,11 @@ def bound_report(qm: QuantizedModel) -> list[Bound]:
     rows = []
     factor_formats: list[str] = []
     for name, m, a_frac in (("W", qm.W, qm.in_frac), ("U", qm.U, qm.hid_frac)):
-        for k, (factor, shift) in enumerate(zip(m.factors, m.shifts(a_frac), strict=True)):
+        if qm.per_unit:  # only a low-rank first product is rescaled on its own
+            pairs = [(m.factors[0], m.mid_shift(a_frac))] if m.low_rank else []
+        else:
+            pairs = list(zip(m.factors, m.shifts(a_frac), strict=True))
+        for k, (factor, shift) in enumerate(pairs):
             formats = (f"{name}{k}",)
             factor_formats.append(formats[0])
             worst = int(np.abs(factor.values).sum(axis=0).max()) * 32768
@@ -66,8 +70,18 @@ def bound_report(qm: QuantizedModel) -> list[Bound]:
     worst_fc = int(np.abs(qm.FC.values).sum(axis=0).max()) * 32768
     worst_fc += int(np.abs(qm.fc_bias).max())
     rows.append(bound("FC product + bias", worst_fc, ("FC",)))
-    pre = sum(_rescaled_worst(m, f) for m, f in ((qm.W, qm.in_frac), (qm.U, qm.hid_frac)))
-    rows.append(bound("pre-activation + bias", pre + 32768, tuple(factor_formats)))
+    if qm.per_unit:
+        summed, rescaled = unit_worst(qm)
+        names = "+".join(n + ("2" if m.low_rank else "") for n, m in (("W", qm.W), ("U", qm.U)))
+        rows.append(bound(f"{names} summed products", int(summed.max()), UNIT_FORMATS))
+        shifts = qm.unit_shifts()
+        if (shifts < 0).any():
+            rows.append(bound(f"{names} summed rescale", int(np.where(shifts < 0, rescaled, 0).max()),
+                              UNIT_FORMATS))
+        pre = int(rescaled.max())
+    else:
+        pre = sum(_rescaled_worst(m, f) for m, f in ((qm.W, qm.in_frac), (qm.U, qm.hid_frac)))
+    rows.append(bound("pre-activation + bias", pre + 32768, UNIT_FORMATS if qm.per_unit else tuple(factor_formats)))
     rows.append(bound("residual update", _residual_worst(qm), ("hid",)))
     return rows
 
@@ -79,22 +93,71 @@ def check_bounds(qm: QuantizedModel) -> None:
             raise OverflowBound(row)
 
 
-def _residual_worst(qm: QuantizedModel) -> int:
-    """Worst |keep + rshift(new, 14 - hid_frac)| of the hidden-state update.
+#: The output range of each nonlinearity, in its own format (docs/fixed-point.md): Q14, relu Q12.
+NL_RANGE: dict[str, tuple[int, int]] = {
+    "sigmoid": (0, 16384), "quantSigm": (0, 16384), "quantSigm4": (0, 16384),
+    "tanh": (-16384, 16384), "quantTanh": (-16384, 16384), "relu": (0, 32767),
+}
 
-    A tanh-type gate makes z negative, so ``1 - z`` reaches 2.0 and ``coef`` 3.0 (Q14).
+
+def _rshift_worst(v: int, s: int) -> int:
+    """The largest |rshift(x, s)| over |x| <= v."""
+    return ((v + (1 << (s - 1))) >> s) if s > 0 else v << -s
+
+
+def gate_coef_range(qm: QuantizedModel) -> tuple[int, int]:
+    """The range of FastGRNN's ``coef = rshift(zeta * (2^gz - z), gz) + nu`` over the gate's
+    output range (decreasing in z); a relu gate's coef saturates to int16."""
+    _, zeta, nu = qm.grnn_terms()
+    gz = qm.gate_frac
+    z_min, z_max = NL_RANGE[qm.gate_nl]
+
+    def coef(z: int) -> int:
+        return ((zeta * ((1 << gz) - z) + (1 << (gz - 1))) >> gz) + nu
+
+    lo, hi = coef(z_max), coef(z_min)
+    if qm.gate_nl == "relu":
+        lo, hi = max(lo, -32768), min(hi, 32767)
+    return lo, hi
+
+
+def _residual_worst(qm: QuantizedModel) -> int:
+    """Worst |keep + rshift(new, residual_shift)| of the hidden-state update, plus the rounding
+    term of the final ``rshift(., gz)`` (computed in int32 too).
+
+    A tanh-type gate makes z negative, so ``1 - z`` reaches 2.0 and ``coef`` 3.0 (Q14); a relu
+    gate (Q12, up to 8.0) makes coef negative, saturated to int16 (|coef| < 2.0); a relu update
+    reaches 32767 in Q12.
     """
+    c_max = max(abs(v) for v in NL_RANGE[qm.update_nl])
     if qm.cell == "FastGRNN":
-        _, zeta, nu = qm.grnn_terms()
-        z_min = -16384 if qm.gate_nl in ("tanh", "quantTanh") else 0
-        keep = 16384 * 32768
-        coef = ((zeta * (16384 - z_min) + (1 << 13)) >> 14) + nu
+        z_max = max(abs(v) for v in NL_RANGE[qm.gate_nl])
+        keep = z_max * 32768
+        coef = max(abs(v) for v in gate_coef_range(qm))
     else:
         alpha, beta = qm.rnn_terms()
         keep, coef = beta * 32768, alpha
-    new = coef * 16384
-    s = qm.residual_shift
-    return keep + (((new + (1 << (s - 1))) >> s) if s > 0 else new << -s)
+    return keep + _rshift_worst(coef * c_max, qm.residual_shift) + (1 << (qm.gate_frac - 1))
+
+
+#: What a failed per-unit row names: the column formats, which the quantizer lowers per unit.
+UNIT_FORMATS = ("units",)
+
+
+def unit_worst(qm: QuantizedModel) -> tuple[np.ndarray, np.ndarray]:
+    """Per unit j of the per-unit form: the worst ``|accW[j] + accU[j]| + 2^(s-1)`` (s > 0) and the
+    worst ``|pre[j]|`` after the rescale, both ``[H]`` (exact Python integers).
+
+    ``sum_i |W[i][j]| * 32768 + sum_k |U[k][j]| * 32768 + 2^(s-1) < 2^31`` is the bound; with
+    s <= 0 the rescale multiplies, and ``(sum ...) * 2^-s < 2^31`` is proved as well.
+    """
+    shifts = [int(v) for v in qm.unit_shifts()]
+    sums = np.abs(qm.W.factors[-1].values).sum(axis=0) + np.abs(qm.U.factors[-1].values).sum(axis=0)
+    summed, rescaled = [], []
+    for total, s in zip((int(v) * 32768 for v in sums), shifts, strict=True):
+        summed.append(total + ((1 << (s - 1)) if s > 0 else 0))
+        rescaled.append(((total + (1 << (s - 1))) >> s) if s > 0 else total << -s)
+    return np.array(summed, dtype=object), np.array(rescaled, dtype=object)
 
 
 def _rescaled_worst(m: QMatrix, a_frac: int) -> int:

@@ -8,6 +8,7 @@ calibration set (argmax disagreements first, logit error second).
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,10 +17,12 @@ from typing import Any
 import numpy as np
 
 from edgecompile.errors import QuantError
-from edgecompile.ir.fixedpoint import ONE, PRE_FRAC, frac_for, round_half_up, to_fixed
+from edgecompile.ir.fixedpoint import INT32_LIMIT, ONE, PRE_FRAC, frac_for, round_half_up, to_fixed
 from edgecompile.ir.model import FastGRNNParams, FloatModel, Matrix
 from edgecompile.ir.qmodel import QFactor, QMatrix, QuantizedModel
-from edgecompile.quant.bounds import OverflowBound, check_bounds
+from edgecompile.quant.biascorr import bias_correction as correct_biases
+from edgecompile.quant.bounds import UNIT_FORMATS, OverflowBound, check_bounds, unit_worst
+from edgecompile.quant.rounding import compact_activations, round_factor
 from edgecompile.reference import forward, normalise, sigmoid
 
 SEARCH_SEQUENCES = 256  # calibration sequences used to score candidate formats
@@ -101,31 +104,76 @@ def initial_formats(model: FloatModel, bits: int, ranges: dict[str, float],
 
 
 def build(model: FloatModel, bits: int, formats: dict[str, int], structure: Structure,
-          calibration: dict[str, Any] | None = None) -> QuantizedModel:
-    """The QuantizedModel for explicit formats, lowering the formats each failed bound names."""
+          calibration: dict[str, Any] | None = None,
+          acts: dict[str, np.ndarray] | None = None, per_unit: bool = False) -> QuantizedModel:
+    """The QuantizedModel for explicit formats, lowering the formats each failed bound names.
+
+    ``per_unit``: the final factors of W and U get per-column formats (:func:`_unit_fracs`),
+    lowered unit by unit where the per-unit bound fails; ``formats`` then holds no entry for them.
+
+    ``acts`` maps factor names (``W0``, ``U1``, ``FC``...) to the calibration activations each
+    multiplies (see :func:`factor_activations`); factors without one are rounded to nearest.
+    """
     formats = dict(formats)
+    lowered = np.zeros(model.hidden_dim, dtype=np.int64)  # per-unit: bits taken off A[j] by the proof
     for _ in range(64):
-        qm = _build_once(model, bits, formats, structure, calibration or {})
+        unit = _unit_fracs(model, bits, formats, structure) - lowered if per_unit else None
+        qm = _build_once(model, bits, formats, structure, calibration or {}, acts, unit)
         try:
             check_bounds(qm)
             return qm
         except OverflowBound as exc:
+            if qm.per_unit and exc.bound.formats == UNIT_FORMATS:
+                summed, rescaled = unit_worst(qm)
+                lowered += [int(a >= INT32_LIMIT or b + 32768 >= INT32_LIMIT)
+                            for a, b in zip(summed, rescaled, strict=True)]
             for k in exc.bound.formats:
                 if k in formats:
                     formats[k] -= 1
     raise QuantError("no Q formats make this model overflow-free; is a weight huge?")
 
 
+def _round(values: np.ndarray, frac: int | np.ndarray, bits: int,
+           acts: dict[str, np.ndarray] | None, key: str) -> np.ndarray:
+    """Integer weights of one float factor: rounding chosen on its activations, or nearest."""
+    col_fracs = np.broadcast_to(np.asarray(frac, dtype=np.int64), (values.shape[1],))
+    return round_factor(values, col_fracs, bits, None if acts is None else acts.get(key))
+
+
+def factor_activations(model: FloatModel, Xn: np.ndarray, states: np.ndarray,
+                       structure: Structure) -> dict[str, np.ndarray]:
+    """What each float factor multiplies on the calibration data, compacted to its Gram root:
+    W / W1 the normalised inputs x_t, U / U1 the states h_{t-1}, W2 / U2 the rank-r
+    intermediates x_t W1 and h_{t-1} U1, FC the final state."""
+    xs = Xn.reshape(-1, Xn.shape[-1])
+    prev = np.concatenate([np.zeros_like(states[:, :1]), states[:, :-1]], axis=1)
+    hs = prev.reshape(-1, prev.shape[-1])
+    out: dict[str, np.ndarray] = {}
+    for name, m, low, a in (("W", model.W, structure.w_low_rank, xs), ("U", model.U, structure.u_low_rank, hs)):
+        out[name + "0"] = compact_activations(a)
+        if low:
+            out[name + "1"] = compact_activations(a @ m.factors[0])
+    out["FC"] = compact_activations(states[:, -1])
+    return out
+
+
 def _build_once(model: FloatModel, bits: int, f: dict[str, int], structure: Structure,
-                calibration: dict[str, Any]) -> QuantizedModel:
+                calibration: dict[str, Any], acts: dict[str, np.ndarray] | None = None,
+                unit_fracs: np.ndarray | None = None) -> QuantizedModel:
     def qmatrix(name: str, m: Matrix, low: bool) -> QMatrix:
         factors = []
-        for k, values in enumerate(_float_factors(m, low)):
-            q = to_fixed(values, f[f"{name}{k}"], bits)
+        floats = _float_factors(m, low)
+        for k, values in enumerate(floats):
+            if unit_fracs is not None and k == len(floats) - 1:  # per-unit: tied column formats
+                col = unit_fracs - _final_act_frac(f, name, low)
+                q = _round(values, col, bits, acts, f"{name}{k}")
+                factors.append(QFactor(q, int(col.min()), _prefer_sparse(q, bits), tuple(int(v) for v in col)))
+                continue
+            q = _round(values, f[f"{name}{k}"], bits, acts, f"{name}{k}")
             factors.append(QFactor(q, f[f"{name}{k}"], _prefer_sparse(q, bits)))
         return QMatrix(tuple(factors), f[name + "_mid"] if low else None)
 
-    fc = QFactor(to_fixed(model.FC, f["FC"], bits), f["FC"], False)
+    fc = QFactor(_round(model.FC, f["FC"], bits, acts, "FC"), f["FC"], False)
     logit_frac = f["hid"] + f["FC"]
     fc_bias = round_half_up(model.FCbias * 2.0**logit_frac)
     if np.abs(fc_bias).max() >= 2**31:
@@ -152,8 +200,27 @@ def _build_once(model: FloatModel, bits: int, f: dict[str, int], structure: Stru
         bias_update=to_fixed(bias_update, PRE_FRAC), bias_gate=bias_gate,
         zeta=zeta, nu=nu, alpha=alpha, beta=beta,
         mean=model.mean, std=model.std, source_sha256=model.sha256,
-        calibration=calibration,
+        calibration=calibration, per_unit=unit_fracs is not None,
     )
+
+
+#: The largest per-unit shift A[j] - 12 the column formats start from (all-zero columns).
+MAX_UNIT_SHIFT = 30
+
+
+def _final_act_frac(f: dict[str, int], name: str, low: bool) -> int:
+    """The format of what the final factor of W / U multiplies: x, h, or the low-rank middle."""
+    return f[name + "_mid"] if low else f["in" if name == "W" else "hid"]
+
+
+def _unit_fracs(model: FloatModel, bits: int, f: dict[str, int], structure: Structure) -> np.ndarray:
+    """``A[j]`` of the per-unit form ``[H]``: each final column's largest format holding its max
+    |w| (:func:`frac_for`), moved to the product's format, the lower of W's and U's winning."""
+    acc = []
+    for name, m, low in (("W", model.W, structure.w_low_rank), ("U", model.U, structure.u_low_rank)):
+        col_max = np.abs(_float_factors(m, low)[-1]).max(axis=0)
+        acc.append(_final_act_frac(f, name, low) + np.array([frac_for(float(v), bits) for v in col_max]))
+    return np.minimum(np.minimum(acc[0], acc[1]), PRE_FRAC + MAX_UNIT_SHIFT).astype(np.int64)
 
 
 def _score(qm: QuantizedModel, X: np.ndarray, ref_logits: np.ndarray) -> tuple[int, float]:
@@ -166,8 +233,14 @@ def _score(qm: QuantizedModel, X: np.ndarray, ref_logits: np.ndarray) -> tuple[i
 
 def quantize(model: FloatModel, bits: int = 8, calib: np.ndarray | None = None,
              search: bool = True,
-             progress: Callable[[int, int, str], None] | None = None) -> QuantizedModel:
+             progress: Callable[[int, int, str], None] | None = None,
+             rounding: str = "adaptive", bias_correction: bool = True) -> QuantizedModel:
     """Quantize ``model`` to int``bits`` weights; ``calib`` is raw inputs ``[N, T, D]``.
+
+    With calibration data, ``rounding="adaptive"`` rounds each weight up or down to minimise the
+    output error of its factor on the calibration activations (:mod:`edgecompile.quant.rounding`;
+    ``"nearest"``: round to nearest), and ``bias_correction`` moves the biases by the mean error
+    left (:mod:`edgecompile.quant.biascorr`), kept only when it lowers the calibration score.
 
     Without ``calib`` a :class:`CalibrationWarning` is issued and formats come from assumed
     ranges (|normalised x| <= 4, |h| <= 1); with it, ranges are measured and formats searched.
@@ -185,37 +258,119 @@ def quantize(model: FloatModel, bits: int = 8, calib: np.ndarray | None = None,
         ranges = _ranges(model, None, structure)
         formats = initial_formats(model, bits, ranges, structure)
         info = {"method": "assumed ranges (no calibration data)", "sequences": 0,
-                "ranges": ranges, "formats": formats}
+                "ranges": ranges, "formats": formats,
+                "per_unit": {"chosen": False, "why": "per-unit shifts are chosen on calibration data"}}
         return build(model, bits, formats, structure, info)
 
     X = np.asarray(calib, dtype=np.float64)
     ref_logits, states = forward(model, X, return_states=True)
+    if not (np.isfinite(states).all() and np.isfinite(ref_logits).all()):
+        bad = int((~np.isfinite(states).reshape(states.shape[0], -1).all(axis=1)).sum())
+        raise QuantError(
+            f"the float model's hidden state is not finite on {bad} of {X.shape[0]} calibration "
+            "sequences (it overflows): check --calib and the model's nonlinearities")
     ranges = _ranges(model, (normalise(model, X), states), structure)
     if ranges["in"] >= INPUT_LIMIT:
         warnings.warn(
             f"calibration inputs reach |x| = {ranges['in']:.3g} after normalisation, beyond what the "
             f"int16 input format holds (|x| < {INPUT_LIMIT}); such inputs saturate: check --calib "
             "(other units, or a damaged file?)", CalibrationWarning, stacklevel=2)
-    formats = initial_formats(model, bits, ranges, structure)
-    qm = build(model, bits, formats, structure)
-    formats = _formats_of(qm)
+    if rounding not in ("adaptive", "nearest"):
+        raise QuantError(f"rounding must be 'adaptive' or 'nearest', got {rounding!r}")
+    acts = (factor_activations(model, normalise(model, X), states, structure)
+            if rounding == "adaptive" else None)
+    start = initial_formats(model, bits, ranges, structure)
     Xs, refs = X[:SEARCH_SEQUENCES], ref_logits[:SEARCH_SEQUENCES]
-    best = _score(qm, Xs, refs)
-    initial_score = best
-    trials, most = 0, 2 * 2 * len(formats)
+    # per-tensor formats, then the per-unit form (no formats for the two final factors)
+    trials = _Trials(progress, 2 * 2 * len(start) + 2 * 2 * (len(start) - 2))
+    tensor = _search(model, bits, start, structure, acts, Xs, refs, search, trials, per_unit=False)
+    try:
+        unit: _Searched | None = _search(model, bits, start, structure, acts, Xs, refs, search, trials,
+                                         per_unit=True)
+    except QuantError:
+        unit = None
+    trials.finish()
+    per_unit = unit is not None and _per_unit_pays(unit.best, tensor.best)
+    chosen = unit if per_unit and unit is not None else tensor
+    formats, best, initial_score = chosen.formats, chosen.best, chosen.initial
+    info = {
+        "method": "calibrated ranges + coordinate search" if search else "calibrated ranges",
+        "sequences": int(X.shape[0]), "search_sequences": int(Xs.shape[0]),
+        "ranges": ranges, "formats": formats,
+        "initial_disagreements": initial_score[0], "disagreements": best[0],
+        "logit_mse": best[1],
+        "rounding": "adaptive (output error on calibration activations)" if acts else "nearest",
+        "per_unit": {
+            "chosen": per_unit,
+            "per_tensor_score": {"disagreements": tensor.best[0], "logit_mse": tensor.best[1]},
+            "per_unit_score": (None if unit is None else
+                               {"disagreements": unit.best[0], "logit_mse": unit.best[1]}),
+            "unit_fracs": (None if unit is None else [int(v) for v in unit.qm.W.acc_fracs(unit.qm.in_frac)]),
+        },
+    }
+    qm = build(model, bits, formats, structure, info, acts, per_unit=per_unit)
+    if bias_correction:
+        qm, info["bias_correction"] = correct_biases(qm, model, X, lambda q: _score(q, Xs, refs))
+        qm = dataclasses.replace(qm, calibration=info)
+    return qm
+
+
+#: Per-unit shifts cost about 8-12 % more cycles per step (docs/fixed-point.md): with equal
+#: calibration disagreements they must halve the logit error to be chosen.
+PER_UNIT_MIN_MSE_GAIN = 0.5
+
+
+def _per_unit_pays(unit: tuple[int, float], tensor: tuple[int, float]) -> bool:
+    """Per-unit shifts are worth their kernel cost: fewer argmax disagreements with float, or as
+    few and a logit error at least :data:`PER_UNIT_MIN_MSE_GAIN` lower."""
+    if unit[0] != tensor[0]:
+        return unit[0] < tensor[0]
+    return unit[1] <= (1.0 - PER_UNIT_MIN_MSE_GAIN) * tensor[1]
+
+
+class _Trials:
+    """The progress of the format searches: ``progress(done, most, what)`` before each trial."""
+
+    def __init__(self, progress: Callable[[int, int, str], None] | None, most: int) -> None:
+        self.progress, self.most, self.done = progress, most, 0
+
+    def tick(self) -> None:
+        if self.progress is not None:
+            self.progress(min(self.done, self.most), self.most, "quantization trials")
+        self.done += 1
+
+    def finish(self) -> None:
+        if self.progress is not None:
+            self.progress(self.most, self.most, "quantization trials")
+
+
+@dataclass(frozen=True)
+class _Searched:
+    qm: QuantizedModel
+    formats: dict[str, int]
+    best: tuple[int, float]
+    initial: tuple[int, float]
+
+
+def _search(model: FloatModel, bits: int, start: dict[str, int], structure: Structure,
+            acts: dict[str, np.ndarray] | None, Xs: np.ndarray, refs: np.ndarray, search: bool,
+            trials: _Trials, per_unit: bool) -> _Searched:
+    """Two passes of coordinate search (single formats moved by +-1 while the calibration score
+    drops) from ``start``, in the per-tensor or the per-unit form."""
+    qm = build(model, bits, start, structure, acts=acts, per_unit=per_unit)
+    formats = _formats_of(qm)
+    best = initial = _score(qm, Xs, refs)
     if search:
         for _ in range(2):  # two passes of coordinate search
             improved = False
             for key in sorted(formats):
                 for delta in (-1, 1):
-                    if progress is not None:
-                        progress(trials, most, "quantization trials")
-                    trials += 1
+                    trials.tick()
                     trial = dict(formats, **{key: formats[key] + delta})
                     if not _valid(trial):
                         continue
                     try:
-                        cand = build(model, bits, trial, structure)
+                        cand = build(model, bits, trial, structure, acts=acts, per_unit=per_unit)
                     except QuantError:
                         continue
                     if _formats_of(cand) != trial:
@@ -225,16 +380,7 @@ def quantize(model: FloatModel, bits: int = 8, calib: np.ndarray | None = None,
                         best, formats, qm, improved = s, trial, cand, True
             if not improved:
                 break
-    if progress is not None:
-        progress(most, most, "quantization trials")
-    info = {
-        "method": "calibrated ranges + coordinate search" if search else "calibrated ranges",
-        "sequences": int(X.shape[0]), "search_sequences": int(Xs.shape[0]),
-        "ranges": ranges, "formats": formats,
-        "initial_disagreements": initial_score[0], "disagreements": best[0],
-        "logit_mse": best[1],
-    }
-    return build(model, bits, formats, structure, info)
+    return _Searched(qm, formats, best, initial)
 
 
 def _valid(formats: dict[str, int]) -> bool:
@@ -247,7 +393,8 @@ def _formats_of(qm: QuantizedModel) -> dict[str, int]:
     for name in ("W", "U"):
         m: QMatrix = getattr(qm, name)
         for k, factor in enumerate(m.factors):
-            f[f"{name}{k}"] = factor.frac
+            if factor.col_fracs is None:  # per-unit final factors follow the activations' formats
+                f[f"{name}{k}"] = factor.frac
         if m.mid_frac is not None:
             f[name + "_mid"] = m.mid_frac
     return f

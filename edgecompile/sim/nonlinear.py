@@ -1,4 +1,4 @@
-"""Fixed-point nonlinearities (input int16 Q12, output Q14) and their measured errors."""
+"""Fixed-point nonlinearities (input int16 Q12, output Q14; relu Q12) and their measured errors."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from edgecompile.ir.fixedpoint import ONE, PRE_FRAC, SIG, UNIT_FRAC, rshift
+from edgecompile.ir.fixedpoint import ONE, PRE_FRAC, SIG, rshift
+from edgecompile.ir.qmodel import nl_frac
 from edgecompile.reference import NONLINEAR_FUNCTIONS
 
 
@@ -38,29 +39,43 @@ def quant_tanh(u: np.ndarray) -> np.ndarray:
     return 4 * np.clip(np.asarray(u, dtype=np.int64), -one_in, one_in)
 
 
+def quant_sigm4(u: np.ndarray) -> np.ndarray:
+    """clip((x + 2) / 4, 0, 1): Q12 in, Q14 out, so (x + 2) / 4 in Q14 is u + 8192."""
+    return np.clip(np.asarray(u, dtype=np.int64) + (2 << PRE_FRAC), 0, ONE)
+
+
+def relu(u: np.ndarray) -> np.ndarray:
+    """max(x, 0) in Q12 (the input's format): [0, 32767], exact."""
+    return np.maximum(np.asarray(u, dtype=np.int64), 0)
+
+
 FIXED_FUNCTIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "sigmoid": sigmoid_lut,
     "tanh": tanh_lut,
     "quantSigm": quant_sigm,
     "quantTanh": quant_tanh,
+    "quantSigm4": quant_sigm4,
+    "relu": relu,
 }
 
 
 def apply(name: str, u: np.ndarray) -> np.ndarray:
-    """The fixed-point nonlinearity ``name`` on int16 Q12 inputs, Q14 result."""
+    """The fixed-point nonlinearity ``name`` on int16 Q12 inputs: Q(nl_frac(name)) result."""
     return FIXED_FUNCTIONS[name](u)
 
 
-def measure_errors() -> dict[str, dict[str, float]]:
-    """Exhaustive error of every nonlinearity over all 65,536 int16 inputs, in Q14 LSB.
+def measure_errors() -> dict[str, dict[str, float | int]]:
+    """Exhaustive error of every nonlinearity over all 65,536 int16 inputs, in LSB of its output
+    format (Q14; Q12 for relu), with that format under ``frac``.
 
     The reference is the exact function at the real value the input stands for.
     """
     u = np.arange(-32768, 32768, dtype=np.int64)
     x = u / float(1 << PRE_FRAC)
-    out: dict[str, dict[str, float]] = {}
+    out: dict[str, dict[str, float | int]] = {}
     for name, fixed in FIXED_FUNCTIONS.items():
-        exact = NONLINEAR_FUNCTIONS[name](x) * float(1 << UNIT_FRAC)
+        frac = nl_frac(name)
+        exact = NONLINEAR_FUNCTIONS[name](x) * float(1 << frac)
         err = np.abs(fixed(u) - exact)
-        out[name] = {"max_lsb": float(err.max()), "mean_lsb": float(err.mean())}
+        out[name] = {"max_lsb": float(err.max()), "mean_lsb": float(err.mean()), "frac": frac}
     return out

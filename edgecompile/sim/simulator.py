@@ -10,7 +10,7 @@ from typing import Literal, overload
 
 import numpy as np
 
-from edgecompile.ir.fixedpoint import ONE, check_int32, rshift, sat16, to_fixed
+from edgecompile.ir.fixedpoint import check_int32, rshift, sat16, to_fixed
 from edgecompile.ir.qmodel import QMatrix, QuantizedModel
 from edgecompile.sim.nonlinear import apply
 
@@ -37,22 +37,47 @@ def _mat(a: np.ndarray, m: QMatrix, a_frac: int, name: str) -> np.ndarray:
     return rshift(_exact_product(a, m.factors[0].values, name), shifts[0])
 
 
+def _acc(a: np.ndarray, m: QMatrix, a_frac: int, name: str) -> np.ndarray:
+    """The final product of M before any rescale (per-unit form): int32 Q(acc_fracs)."""
+    if m.low_rank:
+        mid = sat16(rshift(_exact_product(a, m.factors[0].values, name + "1"), m.mid_shift(a_frac)))
+        return _exact_product(mid, m.factors[1].values, name + "2")
+    return _exact_product(a, m.factors[0].values, name)
+
+
+def pre_activation(qm: QuantizedModel, h: np.ndarray, x_q: np.ndarray) -> np.ndarray:
+    """``pre [N, H]``, int32 Q12: ``mat(x_q, W) + mat(h, U)``, or in the per-unit form
+    ``rshift(accW + accU, A - 12)`` with one shift per unit."""
+    if qm.per_unit:
+        shifts = qm.unit_shifts()
+        acc = _acc(x_q, qm.W, qm.in_frac, "W") + _acc(h, qm.U, qm.hid_frac, "U")
+        check_int32(acc + np.where(shifts > 0, np.int64(1) << np.maximum(shifts - 1, 0), 0),
+                    "summed products")
+        pre = rshift(acc, shifts)
+    else:
+        pre = _mat(x_q, qm.W, qm.in_frac, "W") + _mat(h, qm.U, qm.hid_frac, "U")
+    check_int32(pre, "pre-activation")
+    return pre
+
+
 def step(qm: QuantizedModel, h: np.ndarray, x_q: np.ndarray) -> np.ndarray:
     """One time step for a batch: ``h [N, H]`` int Q(hid_frac), ``x_q [N, D]`` int16 → new h."""
-    pre = _mat(x_q, qm.W, qm.in_frac, "W") + _mat(h, qm.U, qm.hid_frac, "U")
-    check_int32(pre, "pre-activation")
-    c = apply(qm.update_nl, sat16(pre + qm.bias_update))
+    pre = pre_activation(qm, h, x_q)
+    c = apply(qm.update_nl, sat16(pre + qm.bias_update))  # Q(gc)
+    gz = qm.gate_frac
     if qm.cell == "FastGRNN":
         bias_gate, zeta, nu = qm.grnn_terms()
-        z = apply(qm.gate_nl, sat16(pre + bias_gate))
-        coef = rshift(zeta * (ONE - z), 14) + nu
+        z = apply(qm.gate_nl, sat16(pre + bias_gate))  # Q(gz)
+        coef = rshift(zeta * ((1 << gz) - z), gz) + nu  # Q14
+        if qm.gate_nl == "relu":
+            coef = sat16(coef)
         keep, new = z * h, coef * c
     else:
         alpha, beta = qm.rnn_terms()
         keep, new = beta * h, alpha * c
     total = keep + rshift(new, qm.residual_shift)
-    check_int32(total, "residual update")
-    return sat16(rshift(total, 14))
+    check_int32(total + (1 << (gz - 1)), "residual update")
+    return sat16(rshift(total, gz))
 
 
 @overload

@@ -41,6 +41,10 @@ def _nl(name: str | None, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return np.clip((x + 1.0) / 2.0, 0.0, 1.0), np.where(np.abs(x) < 1.0, 0.5, 0.0)
     if name == "quantTanh":
         return np.clip(x, -1.0, 1.0), np.where(np.abs(x) < 1.0, 1.0, 0.0)
+    if name == "quantSigm4":
+        return np.clip((x + 2.0) / 4.0, 0.0, 1.0), np.where(np.abs(x) < 2.0, 0.25, 0.0)
+    if name == "relu":
+        return np.maximum(x, 0.0), np.where(x > 0.0, 1.0, 0.0)
     raise ValueError(f"unknown nonlinearity {name!r}")
 
 

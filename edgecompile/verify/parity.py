@@ -15,6 +15,7 @@ import numpy as np
 from edgecompile.errors import CheckFailed
 from edgecompile.ir.qmodel import QuantizedModel
 from edgecompile.link.client import Client
+from edgecompile.link.pool import ClientPool
 from edgecompile.link.protocol import DeviceInfo
 from edgecompile.sim.simulator import quantize_inputs, simulate
 from edgecompile.targets.platforms.base import CycleUnit, Platform
@@ -56,7 +57,7 @@ def check_model(info: DeviceInfo, expected_sha256: str | None, qm: QuantizedMode
         raise CheckFailed(f"the device model has D,H,C = {got}, this project {dims}")
 
 
-def run_parity(client: Client, qm: QuantizedModel, X: np.ndarray, labels: np.ndarray | None = None,
+def run_parity(client: Client | ClientPool, qm: QuantizedModel, X: np.ndarray, labels: np.ndarray | None = None,
                *, float_logits: np.ndarray | None = None, trace: bool = False,
                progress: Progress | None = None, platform: Platform | None = None,
                emulated: bool = False, expected_sha256: str | None = None) -> ParityReport:
@@ -79,8 +80,7 @@ def run_parity(client: Client, qm: QuantizedModel, X: np.ndarray, labels: np.nda
     mismatched: list[int] = []
     first: Divergence | None = None
     dev_states = None if states is None else np.zeros_like(states)
-    for i in range(n):
-        res = client.infer(x_q[i], trace=trace)
+    for i, res in enumerate(client.infer_all(x_q, trace=trace)):
         got[i] = res.logits
         if dev_states is not None and res.hidden is not None:
             dev_states[i] = res.hidden

@@ -37,6 +37,7 @@
 #error "frame buffer above 4 KB: lower ECH_MAX_STEPS_PER_FRAME"
 #endif
 #define ECH_BUF_LEN (ECH_MAX_PAYLOAD + ECH_CRC_LEN)
+#define ECH_RUN_LEN (1u + 2u * ECM_INPUT_DIM) /* one run of a RUNS frame: count, row */
 
 /* Parser state: decoded bytes go straight into buf (COBS decodes in place, streaming). */
 static uint8_t buf[ECH_BUF_LEN];
@@ -215,7 +216,7 @@ static uint32_t timed_elapsed(uint32_t c0, uint32_t c1)
 static void cmd_step(uint16_t body_len)
 {
     const uint8_t *req = buf + ECH_HEADER_LEN;
-    uint8_t flags, n, k;
+    uint8_t flags, n, k, left;
     uint16_t t0, d, pos;
     uint16_t out;
     uint32_t cycles = 0u;
@@ -226,12 +227,30 @@ static void cmd_step(uint16_t body_len)
     flags = req[0];
     n = req[1];
     t0 = get_u16(req + 2);
-    if ((flags & (uint8_t)~(ECH_STEP_RESET | ECH_STEP_HIDDEN | ECH_STEP_LOGITS)) != 0u ||
+    if ((flags & (uint8_t)~(ECH_STEP_RESET | ECH_STEP_HIDDEN | ECH_STEP_LOGITS | ECH_STEP_RUNS)) !=
+            0u ||
         n > (uint8_t)ECH_MAX_STEPS_PER_FRAME) {
         reply(ECH_BAD_ARG, 0u);
         return;
     }
-    if ((uint32_t)body_len != ECH_STEP_REQ_FIXED + 2UL * ECM_INPUT_DIM * n) {
+    if (flags & ECH_STEP_RUNS) {
+        /* runs of (count >= 1, one row): whole runs only, the counts summing to n */
+        uint16_t total = 0u;
+        pos = ECH_HEADER_LEN + ECH_STEP_REQ_FIXED;
+        while (pos < (uint16_t)(ECH_HEADER_LEN + body_len)) {
+            if (buf[pos] == 0u ||
+                (uint32_t)pos + ECH_RUN_LEN > (uint32_t)ECH_HEADER_LEN + body_len) {
+                reply(ECH_BAD_LENGTH, 0u);
+                return;
+            }
+            total = (uint16_t)(total + buf[pos]);
+            pos = (uint16_t)(pos + ECH_RUN_LEN);
+        }
+        if (total != n) {
+            reply(ECH_BAD_LENGTH, 0u);
+            return;
+        }
+    } else if ((uint32_t)body_len != ECH_STEP_REQ_FIXED + 2UL * ECM_INPUT_DIM * n) {
         reply(ECH_BAD_LENGTH, 0u);
         return;
     }
@@ -247,8 +266,18 @@ static void cmd_step(uint16_t body_len)
         return;
     }
     pos = ECH_HEADER_LEN + ECH_STEP_REQ_FIXED;
+    left = 0u;
     for (k = 0; k < n; ++k) {
         uint32_t c0, c1;
+        if (flags & ECH_STEP_RUNS) {
+            if (left == 0u) { /* the next run: its count, then its row */
+                left = buf[pos];
+                pos = (uint16_t)(pos + 1u);
+            } else {
+                pos = (uint16_t)(pos - 2u * ECM_INPUT_DIM); /* the same row again */
+            }
+            --left;
+        }
         for (d = 0; d < (uint16_t)ECM_INPUT_DIM; ++d) {
             xq[d] = (int16_t)get_u16(buf + pos);
             pos = (uint16_t)(pos + 2u);

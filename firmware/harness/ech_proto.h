@@ -8,9 +8,9 @@
 
 #include <stdint.h>
 
-#define ECH_PROTO_VERSION 2u
+#define ECH_PROTO_VERSION 3u
 #define ECH_FW_VERSION_MAJOR 0u
-#define ECH_FW_VERSION_MINOR 2u
+#define ECH_FW_VERSION_MINOR 3u
 #define ECH_FW_VERSION_PATCH 0u
 
 /* Commands (request cmd byte; a reply carries cmd | ECH_REPLY_BIT). */
@@ -25,6 +25,7 @@
 #define ECH_STEP_RESET 0x01u  /* reset the state before the first step (t0 must be 0) */
 #define ECH_STEP_HIDDEN 0x02u /* reply with the hidden state after the last step */
 #define ECH_STEP_LOGITS 0x04u /* reply with the logits after the last step */
+#define ECH_STEP_RUNS 0x08u   /* the inputs as runs: (count u8 >= 1, row i16[D]), counts sum to n */
 
 /* Where each reported cycle count comes from (INFO reply). */
 #define ECH_CYCLES_AVR_TIMER1 1u /* AVR Timer1 at clk/1 extended to 32 bits: CPU cycles */

@@ -19,7 +19,7 @@ from tests.cbuild import build_driver, run_driver
 
 from .models import make_inputs, make_model
 
-NLS = ("sigmoid", "tanh", "quantSigm", "quantTanh")
+NLS = ("sigmoid", "tanh", "quantSigm", "quantTanh", "quantSigm4", "relu")
 SHA = "ab" * 32
 # Every example compiles C (~0.2 s): no shrinking (a failure still prints its example).
 PHASES = (Phase.explicit, Phase.reuse, Phase.generate)
@@ -119,10 +119,15 @@ def _zero(rows: int, cols: int, sparse: bool = True) -> QFactor:
     return QFactor(np.zeros((rows, cols), dtype=np.int64), 7, sparse)
 
 
-def probe_model(nl: str, u: np.ndarray, cell: str = "FastRNN", hid_frac: int = 14, gate: str = "sigmoid",
+def probe_model(nl: str, u: np.ndarray, cell: str = "FastRNN", hid_frac: int | None = None, gate: str = "sigmoid",
                 **extra: Any) -> QuantizedModel:
-    """All weights zero, so pre = 0 and unit j's nonlinearity input is exactly its bias u[j]."""
+    """All weights zero, so pre = 0 and unit j's nonlinearity input is exactly its bias u[j].
+
+    ``hid_frac`` defaults to the output format of ``nl`` (14, relu 12): then a FastRNN's state after
+    one step is exactly ``nl(u)``."""
     H = u.size
+    if hid_frac is None:
+        hid_frac = 12 if nl == "relu" else 14
     scalars: dict[str, Any] = (dict(alpha=16384, beta=0) if cell == "FastRNN"
                                else dict(zeta=16384, nu=16384, bias_gate=u))
     scalars.update(extra)

@@ -1,0 +1,307 @@
+"""``edgecompile fit``: a real Dask search through the console script, on a LocalCluster and on
+a scheduler and workers started with the dask CLI; resume, refusals, Ctrl-C, and the chosen
+model built with PlatformIO against its predicted flash and RAM."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+EC = str(BIN / "edgecompile")
+DASK = str(BIN / "dask")
+JV = ROOT / "examples" / "japanese_vowels" / "JapaneseVowels_TRAIN.ts"
+FAST = ["--epochs", "2", "--seed", "3", "--quiet"]
+TRIALS = 6
+
+
+def run(*args: str, timeout: float = 300, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([EC, *args], capture_output=True, text=True, timeout=timeout, **kw)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> tuple[Path, Path]:
+    """A slice of the Japanese Vowels training set: 72 sequences, 8 steps."""
+    from edgecompile.train import load_training_data
+
+    td = load_training_data(JV, length=8)
+    keep = np.concatenate([np.flatnonzero(td.y == c)[:8] for c in range(9)])
+    d = tmp_path_factory.mktemp("fitdata")
+    np.save(d / "X.npy", td.X[keep])
+    np.save(d / "y.npy", td.y[keep])
+    return d / "X.npy", d / "y.npy"
+
+
+def fit_args(data: tuple[Path, Path], out: Path, *extra: str) -> list[str]:
+    return ["fit", "--data", str(data[0]), "--labels", str(data[1]), "--board", "uno",
+            "--trials", str(TRIALS), *FAST, "-o", str(out), *extra]
+
+
+@pytest.fixture(scope="module")
+def local_run(data, tmp_path_factory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("fitlocal") / "fit"
+    res = run(*fit_args(data, out, "--workers", "2", "--json", str(out.parent / "a.json")))
+    assert res.returncode == 0, res.stderr
+    return out, json.loads((out.parent / "a.json").read_text())
+
+
+def _trials_table(out: Path) -> list[dict[str, str]]:
+    with open(out / "trials.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    for r in rows:
+        r.pop("seconds")
+    return rows
+
+
+@pytest.mark.slow
+def test_local_cluster_run_writes_outputs(local_run) -> None:
+    out, rep = local_run
+    assert rep["trials"] == TRIALS and rep["trained"] == TRIALS and rep["cached"] == 0
+    chosen = rep["chosen"]
+    assert set(chosen) >= {"hidden", "wrank", "urank", "sparsity", "cell", "bits", "accuracy_val",
+                           "flash_bytes", "ram_bytes", "cycles_per_step"}
+    rows = _trials_table(out)
+    assert len(rows) == TRIALS
+    fitting = [r for r in rows if r["fits"] == "True"]
+    assert float(chosen["accuracy_val"]) == max(float(r["accuracy_val"]) for r in fitting)
+    assert chosen in rep["pareto"] or any(p["accuracy_val"] >= chosen["accuracy_val"] for p in rep["pareto"])
+    assert (out / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(list((out / "trials").glob("*.json"))) == TRIALS
+    # model.npz is a normal checkpoint of the chosen configuration
+    res = run("inspect", str(out / "model.npz"), "--bits", "float", "--json", "-")
+    assert res.returncode == 0, res.stderr
+    info = json.loads(res.stdout)
+    assert info["hidden_dim"] == chosen["hidden"] and info["cell"] == chosen["cell"]
+
+
+@pytest.mark.slow
+def test_resume_skips_cached_trials(local_run, data, tmp_path) -> None:
+    out, rep = local_run
+    again = tmp_path / "again"
+    shutil.copytree(out, again)
+    res = run(*fit_args(data, again, "--json", "-", "--workers", "1"))
+    assert res.returncode == 0, res.stderr
+    second = json.loads(res.stdout)
+    assert second["trained"] == 0 and second["cached"] == TRIALS
+    assert second["chosen"] == rep["chosen"]
+    # two more trials: the first six are the same candidates, so only two train
+    args = fit_args(data, again, "--json", "-", "--workers", "1")
+    args[args.index("--trials") + 1] = str(TRIALS + 2)
+    third = json.loads(run(*args).stdout)
+    assert third["trials"] == TRIALS + 2 and third["trained"] == 2 and third["cached"] == TRIALS
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+
+@pytest.mark.slow
+def test_dask_cli_cluster_chooses_the_same_model(local_run, data, tmp_path) -> None:
+    out, rep = local_run
+    sched_file = tmp_path / "scheduler.json"
+    sched = subprocess.Popen([DASK, "scheduler", "--port", "0", "--no-dashboard", "--scheduler-file",
+                              str(sched_file)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True)
+    worker = None
+    try:
+        deadline = time.monotonic() + 60
+        while not sched_file.is_file() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        address = json.loads(sched_file.read_text())["address"]
+        worker = subprocess.Popen([DASK, "worker", address, "--nworkers", "3", "--nthreads", "1",
+                                   "--no-dashboard"], stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL, start_new_session=True)
+        remote = tmp_path / "remote"
+        res = run(*fit_args(data, remote, "--scheduler", address, "--json", "-"))
+        assert res.returncode == 0, res.stderr
+        assert json.loads(res.stdout)["chosen"] == rep["chosen"]
+        assert _trials_table(remote) == _trials_table(out)
+    finally:
+        if worker is not None:
+            _kill_group(worker)
+        _kill_group(sched)
+
+
+@pytest.mark.slow
+def test_chosen_model_builds_within_the_predicted_size(local_run, data, tmp_path) -> None:
+    from edgecompile.fit import costmodel
+
+    out, rep = local_run
+    fw = tmp_path / "fw"
+    res = run("export", str(out / "model.npz"), "--board", "uno", "--calib", str(data[0]),
+              "--bits", str(rep["chosen"]["bits"]), "-o", str(fw))
+    assert res.returncode == 0, res.stderr
+    res = run("build", str(fw), "--json", str(tmp_path / "b.json"))
+    assert res.returncode == 0, res.stderr
+    linked = json.loads((tmp_path / "b.json").read_text())["linked"]
+    assert linked["ok"]
+    err = costmodel.for_board("uno").errors
+    for key, target in (("flash_bytes", "flash"), ("ram_bytes", "ram")):
+        predicted = rep["chosen"][key]
+        measured = linked["flash_used" if target == "flash" else "ram_used"]
+        assert abs(predicted - measured) / measured <= max(err[target], 0.10), (key, predicted, measured)
+
+
+@pytest.mark.slow
+def test_no_model_fits_names_the_smallest(local_run, data, tmp_path) -> None:
+    out, _ = local_run
+    tight = tmp_path / "tight"
+    shutil.copytree(out, tight)
+    (tight / "model.npz").unlink()
+    res = run(*fit_args(data, tight, "--max-ms-per-step", "0.001"))
+    assert res.returncode == 2
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("edgecompile: error: ")
+    assert "smallest tried" in lines[0] and "0.001 ms/step" in lines[0]
+    rows = _trials_table(tight)
+    smallest = min(rows, key=lambda r: int(r["flash_bytes"]))
+    assert f"needs {smallest['flash_bytes']} B flash" in lines[0]
+    assert not (tight / "model.npz").exists()
+
+
+def test_refuses_a_foreign_directory_and_unknown_boards(data, tmp_path) -> None:
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    res = run(*fit_args(data, mine))
+    assert res.returncode == 2 and "not a fit directory" in res.stderr
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
+    args = fit_args(data, tmp_path / "x")
+    args[args.index("--board") + 1] = "nucleo_f401re"
+    res = run(*args)
+    assert res.returncode == 2 and "no fitted cost model" in res.stderr and "uno" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and not (tmp_path / "x").exists()
+    args = fit_args(data, tmp_path / "y", "--cells", "LSTM")
+    res = run(*args)
+    assert res.returncode == 2 and "FastGRNN" in res.stderr and "FastRNN" in res.stderr
+
+
+def _descendants(pid: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(d.name))
+    out, todo = set(), [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.add(c)
+            todo.append(c)
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_ctrl_c_stops_the_cluster_and_keeps_finished_trials(data, tmp_path) -> None:
+    out = tmp_path / "interrupted"
+    args = fit_args(data, out, "--workers", "2")
+    args[args.index("--trials") + 1] = "40"
+    args[args.index("--epochs") + 1] = "6"
+    proc = subprocess.Popen([EC, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and proc.poll() is None:
+            if len(list((out / "trials").glob("*.json"))) >= 2:
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None, proc.communicate()
+        family = _descendants(proc.pid)
+        assert family, "the local cluster runs worker processes"
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=15)
+        stopped = time.monotonic() - t0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, err
+    assert stopped < 8.0
+    assert err.strip().splitlines()[-1] == "edgecompile: interrupted"
+    time.sleep(1.0)
+    assert not [p for p in family if _alive(p)], "dask processes outlived the command"
+    kept = list((out / "trials").glob("*.json"))
+    assert len(kept) >= 2
+    for rec in kept:  # whole records, each with its checkpoint
+        assert json.loads(rec.read_text())["accuracy_val"] is not None
+        assert rec.with_suffix(".npz").is_file()
+    assert not (out / "model.npz").exists()
+
+
+# ---------------------------------------------------------------------------- properties
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**31), inputs=st.integers(1, 20), bits=st.sampled_from([(8,), (16,), (8, 16)]))
+def test_batches_are_deterministic_new_and_in_the_space(seed, inputs, bits) -> None:
+    from edgecompile.fit.space import HIDDEN, Space, next_batch
+
+    space = Space(("FastGRNN", "FastRNN"), bits, inputs)
+    proposed: list = []
+    for b in range(3):
+        elite = sorted(proposed)[:3]
+        batch = next_batch(space, seed, b, proposed, elite, 100)
+        assert batch == next_batch(space, seed, b, list(proposed), elite, 100)
+        assert not set(batch) & set(proposed) and len(set(batch)) == len(batch)
+        for c in batch:
+            assert c.hidden in HIDDEN and c.bits in bits and c.wrank < max(inputs, 1) + (c.wrank == 0)
+            assert c.urank < c.hidden and (c.wrank == 0 or c.wrank < inputs)
+        proposed += batch
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 10), st.integers(1, 9), st.integers(1, 9)), min_size=1, max_size=12))
+def test_pareto_front_is_exactly_the_undominated(points) -> None:
+    from edgecompile.fit.search import pareto_front
+
+    recs = [{"key": str(i), "accuracy_val": a / 10, "flash_bytes": f, "cycles_per_step": c, "cell": "FastRNN",
+             "hidden": 8, "wrank": 0, "urank": 0, "sparsity": 0.0, "bits": 8}
+            for i, (a, f, c) in enumerate(points)]
+    front = {r["key"] for r in pareto_front(recs)}
+    for r in recs:
+        beaten = any(o["accuracy_val"] >= r["accuracy_val"] and o["flash_bytes"] <= r["flash_bytes"]
+                     and o["cycles_per_step"] <= r["cycles_per_step"]
+                     and (o["accuracy_val"], o["flash_bytes"], o["cycles_per_step"])
+                     != (r["accuracy_val"], r["flash_bytes"], r["cycles_per_step"]) for o in recs)
+        assert (r["key"] in front) == (not beaten)
+
+
+def test_shipped_cost_model_meets_its_accuracy_on_held_out_builds() -> None:
+    """The held-out measurements stored with the coefficients, predicted again here."""
+    from edgecompile.fit import costmodel
+
+    data = json.loads(costmodel.COSTMODEL_PATH.read_text())
+    assert "uno" in data["boards"]
+    for board, rec in data["boards"].items():
+        model = costmodel.for_board(board)
+        held = [s for i, s in enumerate(rec["samples"]) if i % 4 == 3]
+        assert len(held) >= 5
+        errs = costmodel.relative_errors(model, [s["features"] for s in held], [s["measured"] for s in held])
+        assert max(errs["flash"]) <= 0.10 and max(errs["ram"]) <= 0.10 and max(errs["cycles"]) <= 0.15, board
