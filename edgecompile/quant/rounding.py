@@ -38,7 +38,8 @@ def compact_activations(acts: np.ndarray, seed: int = 0) -> np.ndarray:
     The output objective depends on the activations only through their Gram matrix, so a square
     root of it (one eigendecomposition) lets every later call of :func:`round_factor` (one per
     candidate format) work on ``in`` rows instead of all calibration rows. Rows beyond :data:`GRAM_ROWS` are
-    subsampled with a fixed seed; non-finite rows are dropped.
+    subsampled with a fixed seed; non-finite rows are dropped. The result is scaled by one constant
+    (the objective's minimiser does not depend on it).
     """
     a = np.asarray(acts, dtype=np.float64)
     a = a[np.isfinite(a).all(axis=1)]
@@ -47,8 +48,15 @@ def compact_activations(acts: np.ndarray, seed: int = 0) -> np.ndarray:
         a = a[np.sort(keep)]
     if a.shape[0] == 0:
         return np.zeros((0, a.shape[1]))
+    # One common scale leaves every column's argmin unchanged and keeps the Gram matrix finite.
+    peak = float(np.abs(a).max())
+    if peak > 0.0:
+        a = a / peak
     gram = a.T @ a
-    w, v = np.linalg.eigh((gram + gram.T) / 2.0)
+    try:
+        w, v = np.linalg.eigh((gram + gram.T) / 2.0)
+    except np.linalg.LinAlgError:
+        return a  # the rows themselves have the same Gram matrix
     root: np.ndarray = np.sqrt(np.maximum(w, 0.0))[:, None] * v.T  # root^T root == gram
     return root
 
