@@ -316,7 +316,7 @@ def test_signals_end_the_command_cleanly(tmp_path: Path, signum: int, code: int,
 def test_unexpected_exception_is_an_internal_error(tmp_path: Path) -> None:
     """A bug (here: a loader that raises what no code expects) is exit 3 and one line."""
     script = ("import sys, edgecompile.frontend.checkpoint as c\n"
-              "def broken(path): raise RuntimeError('broken\\nloader')\n"
+              "def broken(path, **kwargs): raise RuntimeError('broken\\nloader')\n"
               "c.load_checkpoint = broken\n"
               "from edgecompile.cli import main\n"
               "sys.argv[0] = 'edgecompile'\n"
