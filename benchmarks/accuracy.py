@@ -128,6 +128,8 @@ def within(drop: int, n: int, pp: float) -> bool:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", default="", help="rows whose model or data name contains this")
+    ap.add_argument("--profile", default="precise", choices=("precise", "fast", "auto"),
+                    help="the arithmetic profile of every quantization (docs/fixed-point.md)")
     args = ap.parse_args()
     splits: dict[str, Split] = {}
     lines, failures = [], 0
@@ -156,14 +158,14 @@ def main() -> None:
                 with warnings.catch_warnings():
                     warnings.simplefilter("error")
                     t = time.perf_counter()
-                    qm = quantize(fm, bits, s.X, **kw)  # type: ignore[arg-type]
+                    qm = quantize(fm, bits, s.X, profile=args.profile, **kw)  # type: ignore[arg-type]
                     secs = time.perf_counter() - t
                 logits = predict_quantized(qm, s.X_test)
                 got[when] = correct(logits, s.y_test)
                 if bits == 8:
                     fidelity[when] = (int((logits.argmax(1) != ref.argmax(1)).sum()),
                                       float(np.mean((logits - ref) ** 2)))
-                print(f"  int{bits} {when}: {got[when]}/{n} correct, quantize {secs:.2f} s, "
+                print(f"  int{bits} {when} ({qm.profile}): {got[when]}/{n} correct, quantize {secs:.2f} s, "
                       f"bias correction {qm.calibration.get('bias_correction', {}).get('applied', '-')}",
                       flush=True)
             passed = within(f_ok - got["after"], n, pp)

@@ -7,7 +7,7 @@ code and model data (weights + tables) from the symbol table. Prints ONE markdow
 
     .venv/bin/python benchmarks/bench_kernels.py [--cells a,b,c] [--bits 8,16]
         [--boards uno,mps2_an385,mps2_an386,mps2_an500] [--n 4] [--work DIR]
-        [--kernels fast,reference]
+        [--kernels fast,reference] [--profile precise,fast]
 
 ``--boards twins`` runs the real boards that have an emulated twin (nucleo_f401re on QEMU's
 netduinoplus2, bluepill_f103c8 on stm32vldiscovery, microbit on microbit); ``all`` both sets.
@@ -123,14 +123,15 @@ def board_list(spec: str) -> list[str]:
     return out
 
 
-def run_one(key: str, bits: int, board: str, n: int, work: Path, kernel: str = "fast") -> dict:
+def run_one(key: str, bits: int, board: str, n: int, work: Path, kernel: str = "fast",
+            profile: str = "precise") -> dict:
     board = get_board(board).id
     fm = cell_model(key)
     X = cell_data(key, n)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        qm = quantize(fm, bits, cell_data(key, 64, seed=2))
-    proj = work / f"{key}{bits}_{board}_{kernel}"
+        qm = quantize(fm, bits, cell_data(key, 64, seed=2), profile=profile)
+    proj = work / f"{key}{bits}_{board}_{kernel}_{profile}"
     export_project(qm, board, out_dir=proj, force=True, name=NAME)
     if kernel == "reference":  # the library's other kernel, selected by a macro
         ini = proj / "platformio.ini"
@@ -144,19 +145,20 @@ def run_one(key: str, bits: int, board: str, n: int, work: Path, kernel: str = "
     macs = macs_per_step(qm)
     T = CELLS[key]["T"]
     unit = "instr" if "qemu" in rep.cycle_source else "cycles"
-    return dict(cell=key, bits=bits, board=board, kernel=kernel, macs=macs, per_step=rep.cycles_per_step,
+    return dict(cell=key, bits=bits, board=board, kernel=kernel, profile=qm.profile, macs=macs,
+                per_step=rep.cycles_per_step,
                 per_inf=rep.cycles_per_inference, T=T, unit=unit, code=code, data=data,
                 flash=rep.flash_bytes, ram=rep.ram_bytes)
 
 
 def table(rows: list[dict]) -> str:
-    head = ("| cell | bits | board | kernel | MACs/step | cycles or instr / step | per MAC | per inference "
+    head = ("| cell | bits | board | kernel | profile | MACs/step | cycles or instr / step | per MAC | per inference "
             "(T steps + logits) | kernel code B | weights+tables B | flash / RAM (whole firmware) |")
-    lines = [head, "|" + "---|" * 11]
+    lines = [head, "|" + "---|" * 12]
     for r in rows:
         lines.append(
             f"| {r['cell']}: {CELLS[r['cell']]['what']} | int{r['bits']} "
-            f"| {BOARD_LABEL.get(r['board'], r['board'])} | {r['kernel']} "
+            f"| {BOARD_LABEL.get(r['board'], r['board'])} | {r['kernel']} | {r['profile']} "
             f"| {r['macs']:,} | {r['per_step']:,.0f} {r['unit']} | {r['per_step'] / r['macs']:.1f} "
             f"| {r['per_inf']:,.0f} (T={r['T']}) | {r['code']:,} | {r['data']:,} "
             f"| {r['flash']:,} / {r['ram']:,} |")
@@ -172,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=4, help="sequences per run (median reported)")
     ap.add_argument("--work", type=Path, default=None, help="keep the projects here")
     ap.add_argument("--kernels", default="fast", help="fast (default), reference; comma-separated")
+    ap.add_argument("--profile", default="precise",
+                    help="arithmetic profiles: precise (default), fast, auto; comma-separated")
     args = ap.parse_args(argv)
     os.environ.setdefault("EDGECOMPILE_OFFLINE", "1")
     work = args.work or Path(tempfile.mkdtemp(prefix="ec_bench_"))
@@ -182,8 +186,10 @@ def main(argv: list[str] | None = None) -> int:
             for bits in (int(b) for b in args.bits.split(",")):
                 for board in board_list(args.boards):
                     for kernel in args.kernels.split(","):
-                        print(f"# cell {key} int{bits} {board} {kernel} ...", file=sys.stderr, flush=True)
-                        rows.append(run_one(key, bits, board, args.n, work, kernel))
+                        for profile in args.profile.split(","):
+                            print(f"# cell {key} int{bits} {board} {kernel} {profile} ...", file=sys.stderr,
+                                  flush=True)
+                            rows.append(run_one(key, bits, board, args.n, work, kernel, profile))
     finally:
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)

@@ -1,4 +1,5 @@
-"""Float reference forward: batched NumPy, float64 inside, exactly EdgeML's equations."""
+"""Float reference forward: batched NumPy, float64 inside, exactly EdgeML's equations (ERNN: the
+K-step recurrence of Kag, Zhang and Saligrama, ``docs/ernn.md``)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import numpy as np
 
 from edgecompile.errors import DataError
 from edgecompile.frontend.data import check_fits
-from edgecompile.ir.model import FastGRNNParams, FloatModel
+from edgecompile.ir.model import ERNNParams, FastGRNNParams, FloatModel
 
 ArrayOrFloat = np.ndarray | float
 
@@ -67,6 +68,16 @@ def forward(
             z = gate_nl(pre + p.bias_gate)
             c = update_nl(pre + p.bias_update)
             return z * h + (zeta * (1.0 - z) + nu) * c
+    elif isinstance(p, ERNNParams):
+        eta, decay = p.eta, np.float64(p.alpha)
+
+        def inner(xw: np.ndarray, h: np.ndarray) -> np.ndarray:
+            """K inner steps from g_0 = h; x @ W + B is computed once per time step."""
+            drive, g = xw + p.bias, h
+            for step in eta:
+                s = g + h
+                g = g + step * (update_nl(s @ U + drive) - decay * s)
+            return g
     else:
         alpha, beta = sigmoid(np.float64(p.alpha)), sigmoid(np.float64(p.beta))
 
@@ -74,7 +85,10 @@ def forward(
             return beta * h + alpha * update_nl(pre + p.bias)
 
     for t in range(steps):
-        h = cell(Xn[:, t, :] @ W + h @ U, h)
+        if isinstance(p, ERNNParams):
+            h = inner(Xn[:, t, :] @ W, h)
+        else:
+            h = cell(Xn[:, t, :] @ W + h @ U, h)
         if states is not None:
             states[:, t, :] = h
     logits = h @ model.FC + model.FCbias

@@ -268,10 +268,8 @@ def test_example_sketch_compiles_with_arduino_builder_and_prints_predict_logits(
 
         data = tmp_path / f"{name}_x.npy"
         np.save(data, X if X is not None else np.zeros((1, qm.seq_len or DEFAULT_STEPS, qm.input_dim)))
-        pred_args = ["predict", model, "--data", data, "--bits", bits, "--out", tmp_path / f"{name}_p.npy"]
-        if calib is not None:
-            pred_args += ["--calib", calib]
-        res = run(*pred_args, cwd=tmp_path)
+        # the host prediction of the exported project: its quantized model, as the board runs it
+        res = run("predict", proj, "--data", data, "--out", tmp_path / f"{name}_p.npy", cwd=tmp_path)
         assert res.returncode == 0, res.stderr
         host = np.load(tmp_path / f"{name}_p.npy")[0]
         host_q = host * float(2 ** qm.logit_frac)

@@ -16,22 +16,26 @@ from edgecompile.reference import forward
 from edgecompile.train import TrainConfig, train
 from edgecompile.train.cells import loss_and_grads
 from edgecompile.train.qat import fake_quantize, quantize_weight, shadow_grads, weight_frac
-from edgecompile.train.trainer import init_params, params_to_model, top_fraction_mask
+from edgecompile.train.trainer import as_used, init_params, params_to_model, top_fraction_mask
 
 EDGECOMPILE = Path(sys.executable).parent / "edgecompile"
 
 
 def _params(cell, wrank, urank, seed=0, D=3, H=4, C=3):
     rng = np.random.default_rng(seed)
-    cfg = TrainConfig(cell=cell, hidden=H, wrank=wrank, urank=urank)
-    p = init_params(cfg, D, C, rng)
+    cfg = TrainConfig(cell=cell, hidden=H, wrank=wrank, urank=urank,
+                      inner_steps=3 if cell == "ERNN" else None)
+    p = as_used(init_params(cfg, D, C, rng))
     # move every parameter off its initial value so no gradient is trivially symmetric
-    return {k: np.array(v + rng.normal(0, 0.3, np.shape(v))) for k, v in p.items()}
+    p = {k: np.array(v + rng.normal(0, 0.3, np.shape(v))) for k, v in p.items()}
+    if cell == "ERNN":  # distinct positive step sizes and a decay, as a checkpoint holds them
+        p["eta"], p["alpha"] = rng.uniform(0.1, 0.5, 3), np.asarray(rng.uniform(0.5, 1.5))
+    return p
 
 
 CASES = [
     (cell, wr, ur, nls)
-    for cell in ("FastGRNN", "FastRNN")
+    for cell in ("FastGRNN", "FastRNN", "ERNN")
     for wr, ur in ((None, None), (2, 3))
     for nls in (("sigmoid", "tanh"), ("quantSigm", "quantTanh"), ("relu", "quantSigm4"), ("quantSigm4", "relu"))
 ]

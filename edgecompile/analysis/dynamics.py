@@ -21,7 +21,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from edgecompile.ir.model import FastGRNNParams, FloatModel
+from edgecompile.ir.model import ERNNParams, FastGRNNParams, FloatModel
 from edgecompile.ir.qmodel import QuantizedModel
 from edgecompile.reference import forward, sigmoid
 from edgecompile.sim.simulator import quantize_inputs, simulate
@@ -53,6 +53,8 @@ def step_jacobians(model: FloatModel, h_prev: np.ndarray, x_n: np.ndarray) -> np
         z, dz = nonlinearity_and_derivative(p.gate_nl, pre + p.bias_gate)
         zeta, nu = sigmoid(np.float64(p.zeta)), sigmoid(np.float64(p.nu))
         diag, g = z, dz * (h_prev - zeta * c) + (zeta * (1.0 - z) + nu) * dc
+    elif isinstance(p, ERNNParams):
+        raise ValueError("step Jacobians of ERNN models are not available")
     else:
         c, dc = nonlinearity_and_derivative(model.update_nl, pre + p.bias)
         beta, alpha = sigmoid(np.float64(p.beta)), sigmoid(np.float64(p.alpha))

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from edgecompile.ir.model import FloatModel
+from edgecompile.ir.model import ERNNParams, FloatModel
 from edgecompile.ir.qmodel import QMatrix, QuantizedModel
 from edgecompile.quant.bounds import bound_report
 
@@ -42,8 +42,16 @@ def inspect_report(model: FloatModel | QuantizedModel) -> dict[str, Any]:
     matrices = {name: _matrix_entry(fs) for name, fs in factors.items()}
     weights = sum(int(m["params"]) for m in matrices.values())
     vectors = model.hidden_dim * (2 if model.cell == "FastGRNN" else 1) + model.num_classes + 2
+    ernn = model.params if isinstance(model, FloatModel) and isinstance(model.params, ERNNParams) else None
+    inner = 1 if ernn is None else ernn.inner_steps
+    if ernn is not None:  # B [H], eta [K] and alpha instead of two scalars
+        vectors += inner - 1
     params = weights + vectors
-    macs = sum(int(f.shape[0] * f.shape[1]) for name in ("W", "U") for f in factors[name])
+    # ERNN: x @ W + B once per time step, a product by U in each of the K inner steps
+    macs = sum(int(f.shape[0] * f.shape[1]) * (inner if name == "U" else 1)
+               for name in ("W", "U") for f in factors[name])
+    extra: dict[str, Any] = {} if ernn is None else {
+        "inner_steps": inner, "eta": [float(e) for e in ernn.eta], "alpha": float(ernn.alpha)}
     return {
         "cell": model.cell,
         "input_dim": model.input_dim,
@@ -69,6 +77,7 @@ def inspect_report(model: FloatModel | QuantizedModel) -> dict[str, Any]:
         "model_sha256": sha256,
         "float_model": not isinstance(model, QuantizedModel),
         "quantized": None,
+        **extra,
     }
 
 
@@ -79,6 +88,9 @@ def render_report(report: dict[str, Any]) -> str:
         f"nonlinearities: gate={report['gate_nonlinearity'] or '-'}  update={report['update_nonlinearity']}"
         f"  normalisation: {report['normalisation'] or 'none'}",
         *_provenance_lines(report),
+        *([f"inner steps: K={report['inner_steps']}  eta="
+           + ",".join(f"{e:.4g}" for e in report["eta"]) + f"  alpha={report['alpha']:.4g}"]
+          if "inner_steps" in report else []),
         "",
         f"{'matrix':<8}{'shape':<12}{'rank':<6}{'params':>8}{'nonzeros':>10}{'sparsity':>10}",
     ]
@@ -92,7 +104,9 @@ def render_report(report: dict[str, Any]) -> str:
     lines += [
         "",
         f"parameters: {report['params']}   bytes: float32 {b['float32']}, int16 {b['int16']}, int8 {b['int8']}",
-        f"MACs per step: {report['macs_per_step']}   classifier MACs: {report['macs_classifier']}",
+        f"MACs per step: {report['macs_per_step']}"
+        + (f" (W once, U x{report['inner_steps']})" if "inner_steps" in report else "")
+        + f"   classifier MACs: {report['macs_classifier']}",
         f"model sha256: {report['model_sha256'] or 'unknown'}",
     ]
     if not report.get("float_model", True):
@@ -112,8 +126,8 @@ def _provenance_lines(report: dict[str, Any]) -> list[str]:
     lines = [f"layout: {report['layout']} {stored} ({_LAYOUT_HOW[report['layout_source']]})"]
     sources = report["nonlinearity_sources"]
     if report["defaults_assumed"]:
-        assumed = ("sigmoid gate, tanh update" if report["gate_nonlinearity"] is not None
-                   else "tanh update")
+        update = f"{report['update_nonlinearity']} update"  # the cell's default (ERNN: relu)
+        assumed = f"sigmoid gate, {update}" if report["gate_nonlinearity"] is not None else update
         lines.append(f"nonlinearities from: defaults (no metadata, no command.txt: {assumed} assumed)")
     elif sources["gate"] in (None, sources["update"]):
         lines.append(f"nonlinearities from: {sources['update']}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from edgecompile.cli.options import LAYOUT_OPT, MODEL_ARG
+from edgecompile.cli.options import LAYOUT_OPT, MODEL_ARG, PROFILE_OPT
 from edgecompile.cli.output import human_to_stderr, warn, write_json
 from edgecompile.ir.model import Layout
 
@@ -26,8 +26,10 @@ from edgecompile.ir.model import Layout
               help="Write an HTML page with plots (DIR/index.html): per-class accuracy, confusion "
                    "matrices, logit errors (a new or empty DIR, or an earlier report).")
 @LAYOUT_OPT
+@PROFILE_OPT
 def evaluate(model: str, data: str, labels: str, bits: str | None, calib: str | None,
-             json_path: str | None, report_dir: str | None, layout: Layout | None) -> None:
+             json_path: str | None, report_dir: str | None, layout: Layout | None,
+             profile: str | None) -> None:
     """Accuracy of the float model and of the bit-exact quantized model on labelled data.
 
     MODEL is a checkpoint (.npz or a directory of .npy), a quantized model (.json) or an exported
@@ -50,7 +52,7 @@ def evaluate(model: str, data: str, labels: str, bits: str | None, calib: str | 
     assert shape is not None
     y = load_labels(labels, X.shape[0], shape.num_classes)
     calib_X = load_data(calib, source) if calib else None
-    report = run_evaluation(source, X, y, width, calib_X, warn=warn)
+    report = run_evaluation(source, X, y, width, calib_X, warn=warn, profile=profile)
     click.echo(render_evaluation(report), err=err)
     write_json(json_path, report)
     if report_dir is not None:
@@ -58,7 +60,7 @@ def evaluate(model: str, data: str, labels: str, bits: str | None, calib: str | 
         from edgecompile.report.evaluate_page import write_evaluate_report
 
         floats = None if source.float_model is None else predict_logits(source, X, "float", None)
-        ints = None if width == "float" else predict_logits(source, X, width, calib_X)
+        ints = None if width == "float" else predict_logits(source, X, width, calib_X, profile=profile)
         page = write_evaluate_report(report, y, floats, ints, report_dir,
                                      f"edgecompile evaluate report: {model}")
         click.echo(f"wrote {page}", err=err)

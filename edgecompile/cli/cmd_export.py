@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from edgecompile.cli.options import LAYOUT_OPT, MODEL_ARG
+from edgecompile.cli.options import LAYOUT_OPT, MODEL_ARG, PROFILE_OPT
 from edgecompile.cli.output import human_to_stderr, warn, write_json
 from edgecompile.cli.progress import reporter
 from edgecompile.ir.model import Layout
@@ -42,11 +42,18 @@ from edgecompile.ir.model import Layout
                    "for the board's core: no harness, no PlatformIO project.")
 @click.option("--json", "json_path", type=click.Path(), default=None,
               help="Write what was exported (directory, library, manifest) as JSON (-: standard output).")
+@click.option("--raw-scale", default=None, metavar="F[,F...]",
+              help="Real value of one raw int16 LSB (one, or one per feature): adds "
+                   "<name>_step_raw, integer normalisation of raw sensor values (docs/c-api.md).")
+@click.option("--raw-offset", default=None, metavar="F[,F...]",
+              help="Real value of raw 0 (with --raw-scale) [default: 0].")
 @LAYOUT_OPT
+@PROFILE_OPT
 def export(model: str, board: str, bits: str | None, calib: str | None, out_dir: str | None,
            force: bool, name: str | None, zip_library: bool, library_version: str, library_author: str,
            library_license: str | None, library_url: str, framework: str, library_only: bool,
-           json_path: str | None, layout: Layout | None) -> None:
+           json_path: str | None, layout: Layout | None, profile: str | None,
+           raw_scale: str | None = None, raw_offset: str | None = None) -> None:
     """Write a PlatformIO project (model library + firmware harness) for a board.
 
     MODEL is a checkpoint (.npz or a directory of .npy) or a quantized model (.json from
@@ -59,11 +66,15 @@ def export(model: str, board: str, bits: str | None, calib: str | None, out_dir:
     from edgecompile.codegen.render import LibraryInfo
 
     library = LibraryInfo(library_version, library_author, library_license, library_url)
+    from edgecompile.sim.rawinput import raw_option
+
+    raw_input = raw_option(raw_scale, raw_offset)
     with reporter("export") as progress:
         result = export_project(model, board, bits=int(bits) if bits else None, calib=calib,
                                 out_dir=out_dir, force=force, name=name, warn=warn,
                                 zip_library=zip_library, library=library, progress=progress,
-                                framework=framework, library_only=library_only, layout=layout)
+                                framework=framework, library_only=library_only, layout=layout,
+                                profile=profile or "auto", raw_input=raw_input)
     write_json(json_path, result.to_json())
     what = (f"the library {result.name} alone" if library_only
             else f"library lib/{result.name}/")

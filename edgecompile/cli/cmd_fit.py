@@ -25,10 +25,10 @@ CSV_KEYS = ("key", "cell", "hidden", "wrank", "urank", "sparsity", "bits", "accu
 
 
 def supported_cells() -> tuple[str, ...]:
-    """Every cell the checkpoint loader and the trainer know (the model IR's ``Cell`` type)."""
-    from edgecompile.ir.model import Cell
+    """Every cell that trains, quantizes and compiles (the model IR's ``DEPLOYABLE_CELLS``)."""
+    from edgecompile.ir.model import DEPLOYABLE_CELLS
 
-    return tuple(typing.get_args(Cell))
+    return DEPLOYABLE_CELLS
 
 
 def _public(rec: dict[str, Any]) -> dict[str, Any]:

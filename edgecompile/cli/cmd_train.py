@@ -1,4 +1,4 @@
-"""``edgecompile train``: FastGRNN/FastRNN training with NumPy."""
+"""``edgecompile train``: FastGRNN/FastRNN/ERNN training with NumPy."""
 
 from __future__ import annotations
 
@@ -19,7 +19,9 @@ if TYPE_CHECKING:
               help="Raw training inputs: X.npy [N,T,D], or a UEA/UCR .ts file (labels inside).")
 @click.option("--labels", type=click.Path(), default=None,
               help="Class ids 0..C-1 (.npy); optional with a labelled .ts file.")
-@click.option("--cell", type=click.Choice(["FastGRNN", "FastRNN"]), default="FastGRNN", show_default=True)
+@click.option("--cell", type=click.Choice(["FastGRNN", "FastRNN", "ERNN"]), default="FastGRNN", show_default=True)
+@click.option("--inner-steps", type=click.IntRange(1), default=None,
+              help="ERNN: inner steps K toward the equilibrium per time step [default: 1].")
 @click.option("--hidden", type=click.IntRange(1), default=32, show_default=True, help="Hidden size H.")
 @click.option("--wrank", type=click.IntRange(1), default=None, help="Rank of W = W1 @ W2 (default: full).")
 @click.option("--urank", type=click.IntRange(1), default=None, help="Rank of U = U1 @ U2 (default: full).")
@@ -43,8 +45,8 @@ if TYPE_CHECKING:
               help="Front padding of short series: repeat the first frame, or zeros.")
 @click.option("--gate-nl", type=click.Choice(NONLINEARITIES), default="sigmoid", show_default=True,
               help="FastGRNN's gate nonlinearity.")
-@click.option("--update-nl", type=click.Choice(NONLINEARITIES), default="tanh", show_default=True,
-              help="The update nonlinearity.")
+@click.option("--update-nl", type=click.Choice(NONLINEARITIES), default=None,
+              help="The update nonlinearity [default: tanh; ERNN: relu].")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress (bar or lines).")
 @click.option("--json", "json_path", type=click.Path(), default=None,
@@ -52,7 +54,7 @@ if TYPE_CHECKING:
 @click.option("-o", "--out", required=True, type=click.Path(), help="Checkpoint to write (.npz; -: standard output).")
 def train(data: str, labels: str | None, out: str, quiet: bool, json_path: str | None,
           length: int | None, pad: str, qat_bits: str, **options: Any) -> None:
-    """Train a FastGRNN/FastRNN (low rank, sparse, optional QAT) with NumPy.
+    """Train a FastGRNN/FastRNN/ERNN (low rank, sparse, optional QAT) with NumPy.
 
     Writes an EdgeML-layout checkpoint with per-channel mean/std. Deterministic for a seed.
     """
@@ -61,13 +63,18 @@ def train(data: str, labels: str | None, out: str, quiet: bool, json_path: str |
     from edgecompile.train import train as run_training
 
     err = human_to_stderr(out, json_path)
+    if options["inner_steps"] is not None and options["cell"] != "ERNN":
+        from edgecompile.errors import DataError
+
+        raise DataError(f"--inner-steps applies to --cell ERNN only, not {options['cell']}")
     td = load_training_data(data, labels, length, pad)
     options["val_fraction"] = options.pop("val_split")
     cfg = TrainConfig(qat_bits=int(qat_bits), **options)
     cfg.check()
     n, steps, dims = td.X.shape
     if not quiet:
-        click.echo(f"training {cfg.cell} D={dims} H={cfg.hidden} C={int(td.y.max()) + 1} on {n} "
+        inner = f" K={cfg.inner_steps}" if cfg.cell == "ERNN" else ""
+        click.echo(f"training {cfg.cell} D={dims} H={cfg.hidden}{inner} C={int(td.y.max()) + 1} on {n} "
                    f"sequences of T={steps}", err=True)
         if td.class_labels:
             click.echo(f"class ids 0..{len(td.class_labels) - 1} are the file's labels "

@@ -17,3 +17,12 @@ LAYOUT_OPT = click.option(
     help="How the checkpoint's matrices are stored: in-out (x @ W, W [D,H]: EdgeML's TF trainer, "
          "edgeml_pytorch on GitHub, edgecompile) or out-in (W [H,D]: edgeml-pytorch 0.3.0's "
          "FastGRNN) [default: detected from the shapes].")
+PROFILE_OPT = click.option(
+    "--profile", type=click.Choice(["auto", "precise", "fast"]), default=None,
+    help="Arithmetic profile (docs/fixed-point.md). precise: interpolated sigmoid/tanh tables "
+         "(error <= 1.7/3.4 LSB of Q14), the most faithful to float. fast: direct 512-entry tables "
+         "(<= 64/128 LSB), a per-model gate-coefficient table and one floor shift per unit: about "
+         "a quarter fewer instructions per step on Cortex-M, usually the same argmax. auto: fast, unless the "
+         "calibration data (--calib) shows fast changing an argmax that precise gets right, "
+         "and precise when exporting for AVR, whose assembly kernel runs precise faster "
+         "[default: auto; a quantized model or project keeps its own].")

@@ -122,6 +122,31 @@ def _normalisation(qm: QuantizedModel) -> dict[str, Any] | None:
     }
 
 
+def _c_int32(v: int) -> str:
+    return "(-2147483647L - 1)" if v == -(1 << 31) else f"{v}L"
+
+
+def _raw_input(qm: QuantizedModel) -> dict[str, Any] | None:
+    """The raw int16 helper's constants (``sim.rawinput``), or None without a raw unit."""
+    if qm.raw_scale is None:
+        return None
+    from edgecompile.sim.rawinput import raw_constants
+
+    c = raw_constants(qm)
+    scale = np.asarray(qm.raw_scale, np.float64)
+    offset = np.asarray(qm.raw_offset if qm.raw_offset is not None else np.zeros(scale.size), np.float64)
+    same = bool(np.all(scale == scale[0]) and np.all(offset == offset[0]))
+    unit = (f"raw * {float(scale[0])!r} + {float(offset[0])!r}" if same
+            else "per feature, see model.qmodel.json (raw_scale, raw_offset)")
+    return {
+        "steps": int(c.mul.shape[0]), "size": int(c.mul.size), "btype": _uint_for(c.mul.size),
+        "mul": [_c_int32(int(v)) for v in c.mul.ravel()],
+        "add": [_c_int32(int(v)) for v in c.add.ravel()],
+        "shift": [f"{int(v)}u" for v in c.shift.ravel()],
+        "unit": comment_safe(unit),
+    }
+
+
 def comment_safe(text: str) -> str:
     """Text usable inside a C block comment and on one line: ASCII, no ``*/``."""
     text = " ".join(str(text).split()).replace("*/", "* /")
@@ -181,6 +206,7 @@ def build_context(qm: QuantizedModel, name: str) -> dict[str, Any]:
         "gate_frac": qm.gate_frac, "update_frac": qm.update_frac,
         "relu_gate": grnn and qm.gate_nl == "relu",
         "norm": _normalisation(qm),
+        "raw": _raw_input(qm),
         "in_scale": _float_literal(2.0 ** qm.in_frac),
     }
     if not ctx["FC"]["sparse"]:
@@ -196,10 +222,10 @@ def build_context(qm: QuantizedModel, name: str) -> dict[str, Any]:
     # Per-unit form: one rescaling shift per unit for the summed final products, int8 in flash.
     ctx["per_unit"] = qm.per_unit
     ctx["unit_shift"] = _ints(qm.unit_shifts(), -31, 31, "per-unit shift") if qm.per_unit else None
-    # The AVR per-unit asm routine: FastGRNN with a sigmoid gate and a tanh update, and a residual shift of
-    # 0 or -1 (c * coef << 1 + z * h stays within int32); other cells keep the C update.
+    # The AVR per-unit asm routine: FastGRNN with a sigmoid gate and a tanh update, any residual shift
+    # (rshift(c * coef, s) + z * h stays within int32: the quantizer's bound); other cells keep the C update.
     ctx["unit_asm"] = bool(grnn and ctx["gate_nl"] == "sigmoid" and ctx["update_nl"] == "tanh"
-                           and qm.residual_shift in (0, -1))
+                           and -15 <= qm.residual_shift <= 30)
     if grnn and ctx["bias_gate"] is None:
         raise CodegenError("FastGRNN without a gate bias: the quantized model is corrupt")
     for key in (("zeta", "nu") if grnn else ("alpha", "beta")):
@@ -207,4 +233,28 @@ def build_context(qm: QuantizedModel, name: str) -> dict[str, Any]:
             raise CodegenError(f"residual scalar {key} missing or outside [0, 16384]")
     if H > 65535 or D > 65535:
         raise CodegenError("dimensions above 65535 are not supported")
+    ctx.update(_fast_context(qm, nls))
     return ctx
+
+
+def _fast_context(qm: QuantizedModel, nls: list[str]) -> dict[str, Any]:
+    """The fast profile's tables (docs/fixed-point.md, "The fast profile"): direct 512-entry
+    sigmoid / tanh tables (int16 Q14) and the per-model coef table (uint16 Q14), only those the
+    model uses; the precise profile's interpolated table is then not emitted."""
+    fast = qm.profile == "fast"
+    out: dict[str, Any] = {"fast": fast, "profile": qm.profile,
+                           "fast_sig": None, "fast_tanh": None, "fast_coef": None}
+    if not fast:
+        return out
+    from edgecompile.sim.fast import FAST_SIG, FAST_TANH, coef_table
+
+    if not qm.per_unit:
+        raise CodegenError("a fast-profile model must be in the per-unit form: the quantized model is corrupt")
+    coef = coef_table(qm)
+    out.update(
+        sig_table=None, unit_asm=False,
+        fast_sig=_ints(FAST_SIG, INT16_MIN, INT16_MAX, "fast sigmoid table") if "sigmoid" in nls else None,
+        fast_tanh=_ints(FAST_TANH, INT16_MIN, INT16_MAX, "fast tanh table") if "tanh" in nls else None,
+        fast_coef=None if coef is None else _ints(coef, 0, 65535, "coef table"),
+    )
+    return out

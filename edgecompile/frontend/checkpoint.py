@@ -42,6 +42,7 @@ from edgecompile.frontend.edgeml import (
 )
 from edgecompile.ir.model import (
     CellParams,
+    ERNNParams,
     FastGRNNParams,
     FastRNNParams,
     FloatModel,
@@ -57,11 +58,14 @@ _How = Literal["native", "detected", "given"]
 
 GRNN_KEYS = {"Bg", "Bh", "zeta", "nu"}
 RNN_KEYS = {"B", "alpha", "beta"}
+ERNN_KEYS = {"B", "eta", "alpha"}  # eta (the K inner step sizes) marks an ERNN
 MATRIX_KEYS = {"W", "W1", "W2", "U", "U1", "U2"}
 COMMON_KEYS = {"FC", "FCbias", "mean", "std"}
 META_KEYS = {"gate_nonlinearity", "update_nonlinearity"}
 FLOAT32_MAX = float(np.finfo(np.float32).max)
-KNOWN_KEYS = GRNN_KEYS | RNN_KEYS | MATRIX_KEYS | COMMON_KEYS | META_KEYS
+KNOWN_KEYS = GRNN_KEYS | RNN_KEYS | ERNN_KEYS | MATRIX_KEYS | COMMON_KEYS | META_KEYS
+#: The update nonlinearity a checkpoint without an ``update_nonlinearity`` key uses, per cell.
+DEFAULT_UPDATE_NL: dict[str, Nonlinearity] = {"FastGRNN": "tanh", "FastRNN": "tanh", "ERNN": "relu"}
 
 
 def load_checkpoint(path: str | os.PathLike[str], layout: Layout | None = None,
@@ -84,7 +88,7 @@ def checkpoint_bytes(model: FloatModel) -> bytes:
     arrays = {k: np.asarray(v, dtype=np.float32) for k, v in model.arrays().items()}
     if model.gate_nl not in (None, "sigmoid"):
         arrays["gate_nonlinearity"] = np.array(model.gate_nl)
-    if model.update_nl != "tanh":
+    if model.update_nl != DEFAULT_UPDATE_NL[model.cell]:
         arrays["update_nonlinearity"] = np.array(model.update_nl)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
@@ -169,20 +173,33 @@ def model_from_arrays(arrays: dict[str, np.ndarray], source: str = "checkpoint",
             f"{source}: unknown key {unknown[0]!r} (known: {', '.join(sorted(KNOWN_KEYS))})"
         )
     meta = {k: _metadata(arrays[k], k, source) for k in META_KEYS & keys}
+    if "eta" in keys and np.asarray(arrays["eta"]).size == 0:
+        raise CheckpointError(f"{source}: eta has shape {_shape(arrays['eta'])}, expected [K] "
+                              "with K >= 1 (one step size per inner step)")
     values = {k: _numeric(arrays[k], k, source) for k in keys - META_KEYS}
 
+    if "eta" in keys and "beta" in keys:
+        raise CheckpointError(f"{source}: has both eta (an ERNN's inner step sizes) and beta (a "
+                              "FastRNN's); a checkpoint holds one cell")
+    if "eta" in keys and keys & GRNN_KEYS:
+        raise CheckpointError(
+            f"{source}: mixes FastGRNN keys ({', '.join(sorted(keys & GRNN_KEYS))}) "
+            f"with ERNN keys ({', '.join(sorted(keys & ERNN_KEYS))})"
+        )
     if keys & GRNN_KEYS and keys & RNN_KEYS:
         raise CheckpointError(
             f"{source}: mixes FastGRNN keys ({', '.join(sorted(keys & GRNN_KEYS))}) "
             f"with FastRNN keys ({', '.join(sorted(keys & RNN_KEYS))})"
         )
-    cell = "FastRNN" if keys & RNN_KEYS else "FastGRNN"
+    cell = "ERNN" if "eta" in keys else "FastRNN" if keys & RNN_KEYS else "FastGRNN"
     if command is not None:
         check_cell(command, cell)
-    needed = (RNN_KEYS if cell == "FastRNN" else GRNN_KEYS) | {"FC", "FCbias"}
+    own = {"FastGRNN": GRNN_KEYS, "FastRNN": RNN_KEYS, "ERNN": ERNN_KEYS}[cell]
+    needed = own | {"FC", "FCbias"}
     missing = sorted(needed - keys)
     if missing:
-        raise CheckpointError(f"{source}: missing key {missing[0]!r} for a {cell} checkpoint")
+        article = "an" if cell == "ERNN" else "a"
+        raise CheckpointError(f"{source}: missing key {missing[0]!r} for {article} {cell} checkpoint")
 
     refuse_square = command is not None and cell == "FastGRNN"
     hidden = {int(values[k].shape[0]) for k in ("FC",) if values[k].ndim == 2} | {
@@ -215,14 +232,16 @@ def model_from_arrays(arrays: dict[str, np.ndarray], source: str = "checkpoint",
     C = fc.shape[1]
     fc_bias = vector("FCbias", C)
     params: CellParams
-    update_nl, update_from = _nonlinearity("update_nonlinearity", meta, command, "update_nl", "tanh",
-                                           source, warn)
+    update_nl, update_from = _nonlinearity("update_nonlinearity", meta, command, "update_nl",
+                                           DEFAULT_UPDATE_NL[cell], source, warn)
     gate_from: NlSource | None = None
     if cell == "FastGRNN":
         gate_nl, gate_from = _nonlinearity("gate_nonlinearity", meta, command, "gate_nl", "sigmoid",
                                            source, warn)
         params = FastGRNNParams(bias_gate=vector("Bg", H), bias_update=vector("Bh", H),
                                 zeta=scalar("zeta"), nu=scalar("nu"), gate_nl=gate_nl)
+    elif cell == "ERNN":
+        params = _ernn_params(values, vector("B", H), scalar("alpha"), source)
     else:
         params = FastRNNParams(bias=vector("B", H), alpha=scalar("alpha"), beta=scalar("beta"))
 
@@ -243,12 +262,30 @@ def model_from_arrays(arrays: dict[str, np.ndarray], source: str = "checkpoint",
             )
         if np.any(std <= 0):
             raise CheckpointError(f"{source}: std has a non-positive entry (it divides the input)")
-    if cell == "FastRNN" and "gate_nonlinearity" in meta:
-        raise CheckpointError(f"{source}: gate_nonlinearity given for a FastRNN (it has no gate)")
+    if cell != "FastGRNN" and "gate_nonlinearity" in meta:
+        raise CheckpointError(f"{source}: gate_nonlinearity given for "
+                              f"{'an' if cell == 'ERNN' else 'a'} {cell} (it has no gate)")
     provenance = Provenance(layout=found, layout_how=how, gate_nl_from=gate_from,
                             update_nl_from=update_from)
     return FloatModel(params=params, W=W, U=U, FC=fc, FCbias=fc_bias, mean=mean, std=std,
                       update_nl=update_nl, provenance=provenance)
+
+
+def _ernn_params(values: dict[str, np.ndarray], bias: np.ndarray, alpha: float,
+                 source: str) -> ERNNParams:
+    """ERNN's step sizes (``eta [K]``, each > 0, K >= 1) and decay (``alpha >= 0``), as used."""
+    eta = values["eta"]
+    if eta.ndim > 2 or (eta.ndim == 2 and eta.shape[0] != 1):
+        raise CheckpointError(f"{source}: eta has shape {_shape(eta)}, expected [K] "
+                              "(one step size per inner step)")
+    eta = eta.reshape(-1)
+    if np.any(eta <= 0):
+        bad = int(np.flatnonzero(eta <= 0)[0])
+        raise CheckpointError(f"{source}: eta[{bad}] is {eta[bad]:g}, expected > 0 (an inner step size)")
+    if alpha < 0:
+        raise CheckpointError(f"{source}: alpha is {alpha:g}, expected >= 0 for an ERNN "
+                              "(the decay toward equilibrium)")
+    return ERNNParams(bias=bias, eta=np.ascontiguousarray(eta), alpha=alpha)
 
 
 def _warn(warn: Warn | None, message: str) -> None:

@@ -185,4 +185,4 @@ def check_cell(command: TrainingCommand, arrays_cell: str | None = None) -> None
     if arrays_cell is not None and command.cell != arrays_cell:
         raise CheckpointError(
             f"{command.path}: {flag} {command.cell}, but the arrays are a {arrays_cell}'s "
-            f"({'B, alpha, beta' if arrays_cell == 'FastRNN' else 'Bg, Bh, zeta, nu'})")
+            f"({ {'FastRNN': 'B, alpha, beta', 'ERNN': 'B, eta, alpha'}.get(arrays_cell, 'Bg, Bh, zeta, nu')})")

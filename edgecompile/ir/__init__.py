@@ -4,7 +4,8 @@
 :class:`QuantizedModel` is what the device computes (integers, Q formats, tables), saved as JSON.
 """
 
-from edgecompile.ir.model import FastGRNNParams, FastRNNParams, FloatModel, Matrix
+from edgecompile.ir.model import ERNNParams, FastGRNNParams, FastRNNParams, FloatModel, Matrix
 from edgecompile.ir.qmodel import QuantizedModel, load_qmodel, save_qmodel
 
-__all__ = ["FastGRNNParams", "FastRNNParams", "FloatModel", "Matrix", "QuantizedModel", "load_qmodel", "save_qmodel"]
+__all__ = ["ERNNParams", "FastGRNNParams", "FastRNNParams", "FloatModel", "Matrix", "QuantizedModel", "load_qmodel",
+           "save_qmodel"]

@@ -11,7 +11,9 @@ from typing import ClassVar, Literal, Protocol
 
 import numpy as np
 
-Cell = Literal["FastGRNN", "FastRNN"]
+Cell = Literal["FastGRNN", "FastRNN", "ERNN"]
+#: The cells that quantize and compile to a target (every ``Cell`` loads, runs in float and trains).
+DEPLOYABLE_CELLS: tuple[Cell, ...] = ("FastGRNN", "FastRNN")
 Nonlinearity = Literal["sigmoid", "tanh", "quantSigm", "quantTanh", "quantSigm4", "relu"]
 NONLINEARITIES: tuple[str, ...] = ("sigmoid", "tanh", "quantSigm", "quantTanh", "quantSigm4", "relu")
 
@@ -164,12 +166,33 @@ class FastRNNParams:
         return {"B": self.bias, "alpha": np.asarray(self.alpha), "beta": np.asarray(self.beta)}
 
 
-CellParams = FastGRNNParams | FastRNNParams
+@dataclass(frozen=True, eq=False)
+class ERNNParams:
+    """ERNN's own parameters: one bias, the K inner step sizes and the equilibrium decay, all as
+    used (no transform): ``g_i = g_{i-1} + eta[i-1] * (phi((g_{i-1} + h) @ U + x @ W + B)
+    - alpha * (g_{i-1} + h))`` for ``i = 1..K``, from ``g_0 = h``; the new state is ``g_K``."""
+
+    bias: np.ndarray  # B [H]
+    eta: np.ndarray  # [K], every entry > 0
+    alpha: float  # >= 0
+
+    name: ClassVar[Cell] = "ERNN"
+
+    @property
+    def inner_steps(self) -> int:
+        """K, the number of inner steps per time step."""
+        return int(self.eta.size)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"B": self.bias, "eta": self.eta, "alpha": np.asarray(self.alpha)}
+
+
+CellParams = FastGRNNParams | FastRNNParams | ERNNParams
 
 
 @dataclass(frozen=True)
 class FloatModel(ModelShape):
-    """A validated FastGRNN or FastRNN classifier, all arrays float64.
+    """A validated FastGRNN, FastRNN or ERNN classifier, all arrays float64.
 
     ``params`` holds what only one cell has (narrow it with ``isinstance``); ``cell`` names it.
     ``mean``/``std`` have length D, or T*D (then ``seq_len`` is T).
@@ -240,7 +263,8 @@ class FloatModel(ModelShape):
         return digest.hexdigest()
 
     def macs_per_step(self) -> int:
-        """Multiply-accumulates of one time step as the checkpoint stores the matrices."""
-        return sum(
-            sum(int(f.shape[0] * f.shape[1]) for f in m.factors) for m in (self.W, self.U)
-        )
+        """Multiply-accumulates of one time step as the checkpoint stores the matrices (ERNN:
+        one product by W and K by U, one per inner step)."""
+        w, u = (sum(int(f.shape[0] * f.shape[1]) for f in m.factors) for m in (self.W, self.U))
+        k = self.params.inner_steps if isinstance(self.params, ERNNParams) else 1
+        return w + k * u

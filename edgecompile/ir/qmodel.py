@@ -23,6 +23,8 @@ from edgecompile.ir.fixedpoint import PRE_FRAC, SIG, UNIT_FRAC
 from edgecompile.ir.model import ModelShape
 
 FORMAT_VERSION = 1
+#: The arithmetic profiles of docs/fixed-point.md.
+PROFILES = ("precise", "fast")
 
 
 def nl_frac(nl: str) -> int:
@@ -139,12 +141,19 @@ class QuantizedModel(ModelShape):
     beta: int | None = None  # Q14 sigmoid(beta)
     mean: np.ndarray | None = None  # float64, [D] or [T*D]: host-side normalisation
     std: np.ndarray | None = None
+    #: The raw int16 input of ``<name>_step_raw`` (docs/fixed-point.md, "Raw int16 inputs"): the
+    #: real value of one raw LSB and of raw 0, float64 ``[D]``; None: no raw helper.
+    raw_scale: np.ndarray | None = None
+    raw_offset: np.ndarray | None = None
     source_sha256: str = ""
     tool_version: str = __version__
     calibration: dict[str, Any] = field(default_factory=dict)  # provenance: method, ranges, formats
     #: Per-unit form: the final factors of W and U have per-column formats tied so that both
     #: products of unit j land in Q(A[j]); pre[j] = rshift(accW[j] + accU[j], A[j] - 12).
     per_unit: bool = False
+    #: The arithmetic profile (docs/fixed-point.md): "precise" (interpolated tables) or "fast"
+    #: (direct tables, a coef table, one floor shift per unit; always the per-unit form).
+    profile: str = "precise"
 
     @property
     def logit_frac(self) -> int:
@@ -232,6 +241,13 @@ class QuantizedModel(ModelShape):
         }
         if self.per_unit:
             doc["per_unit"] = True
+        if self.profile != "precise":  # absent for the precise profile: its hashes stay as they were
+            from edgecompile.sim.fast import fast_tables_doc
+
+            doc["profile"] = self.profile
+            doc["fast_tables"] = fast_tables_doc(self)
+        if self.raw_scale is not None:  # absent without a raw helper: those hashes stay as they were
+            doc["raw"] = [floats(self.raw_scale), floats(self.raw_offset)]
         text = json.dumps(doc, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode("ascii")).hexdigest()
 
@@ -246,7 +262,7 @@ class QuantizedModel(ModelShape):
             f"{self.cell} int{self.bits} weights; x Q{self.in_frac}, h Q{self.hid_frac}, "
             f"{mat('W', self.W)}, {mat('U', self.U)}, FC=Q{self.FC.frac}, "
             f"logits int32 Q{self.logit_frac}; gate={self.gate_nl if self.cell == 'FastGRNN' else '-'} "
-            f"update={self.update_nl}"
+            f"update={self.update_nl}" + ("; profile fast" if self.profile == "fast" else "")
         )
 
     def per_unit_line(self) -> str:
@@ -290,9 +306,11 @@ def qmodel_to_json(qm: QuantizedModel) -> str:
     for key in ("fc_bias", "bias_update", "bias_gate"):
         v = getattr(qm, key)
         d[key] = None if v is None else v.astype(int).tolist()
-    for key in ("mean", "std"):
+    for key in ("mean", "std", "raw_scale", "raw_offset"):
         v = getattr(qm, key)
         d[key] = None if v is None else [float(x) for x in v]
+    if qm.profile == "precise":
+        del d["profile"]  # the default: precise files read as they did before profiles
     d["format_version"] = FORMAT_VERSION
     text = json.dumps(d, indent=1, sort_keys=True)
     # one line per row of numbers, so matrices read as matrices
@@ -313,9 +331,14 @@ def qmodel_from_json(text: str) -> QuantizedModel:
     for key in ("fc_bias", "bias_update", "bias_gate"):
         if d[key] is not None:
             d[key] = np.asarray(d[key], dtype=np.int64)
-    for key in ("mean", "std"):
-        if d[key] is not None:
+    for key in ("mean", "std", "raw_scale", "raw_offset"):
+        if d.get(key) is not None:
             d[key] = np.asarray(d[key], dtype=np.float64)
+    profile = d.get("profile", "precise")
+    if profile not in PROFILES:
+        raise QuantError(f"unknown arithmetic profile {profile!r} (one of {', '.join(PROFILES)})")
+    if profile == "fast" and not d.get("per_unit"):
+        raise QuantError("a fast-profile model must be in the per-unit form (per_unit: true)")
     return QuantizedModel(**d)
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from edgecompile.errors import DataError
-from edgecompile.ir.model import FloatModel, Layout
+from edgecompile.ir.model import DEPLOYABLE_CELLS, FloatModel, Layout
 from edgecompile.ir.qmodel import QuantizedModel
 from edgecompile.quant.quantizer import CalibrationWarning, quantize
 from edgecompile.reference import forward
@@ -98,10 +98,14 @@ def load_model_source(path: str, layout: Layout | None = None, warn: Warn | None
 
 def resolve_bits(source: ModelSource, bits: str | None, calib: str | None) -> str:
     """The ``--bits`` a command runs at ("float", "8" or "16"): the given one, else 8 for a
-    checkpoint and the quantized model's own width otherwise. A fixed quantized model refuses
+    checkpoint (float for a cell that does not quantize yet, see ``DEPLOYABLE_CELLS``) and the
+    quantized model's own width otherwise. A fixed quantized model refuses
     ``--calib`` and a ``--bits`` width other than its own (a :class:`DataError`)."""
     qm = source.qmodel
     if qm is None:
+        fm = source.float_model
+        if bits is None and fm is not None and fm.cell not in DEPLOYABLE_CELLS:
+            return "float"  # a cell without a fixed-point kernel runs its float reference
         return bits or str(DEFAULT_BITS)
     if calib is not None:
         raise DataError(f"--calib does not apply: {source.what} is already quantized "
@@ -133,11 +137,12 @@ def load_data(path: str, source: ModelSource) -> np.ndarray:
 
 
 def quantize_for_cli(model: FloatModel, bits: int, calib: np.ndarray | None,
-                     warn: Warn | None = None) -> QuantizedModel:
-    """Quantize, routing the no-calibration warning to ``warn`` (a one-line printer)."""
+                     warn: Warn | None = None, profile: str | None = None) -> QuantizedModel:
+    """Quantize, routing the no-calibration warning to ``warn`` (a one-line printer);
+    ``profile`` None is the command line's default, auto."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", CalibrationWarning)
-        qm = quantize(model, bits, calib)
+        qm = quantize(model, bits, calib, profile=profile or "auto")
     for w in caught:
         if warn is not None and issubclass(w.category, CalibrationWarning):
             warn(f"warning: {w.message}")
@@ -145,26 +150,30 @@ def quantize_for_cli(model: FloatModel, bits: int, calib: np.ndarray | None,
 
 
 def quantized_model(source: ModelSource, bits: str, calib: np.ndarray | None,
-                    warn: Warn | None = None) -> QuantizedModel:
+                    warn: Warn | None = None, profile: str | None = None) -> QuantizedModel:
     """The source's fixed quantized model, or its float model quantized at ``bits``."""
     if source.qmodel is not None:
+        from edgecompile.quant.profile import check_fixed_profile
+
+        check_fixed_profile(source.qmodel, profile, source.what)
         return source.qmodel
     assert source.float_model is not None
-    return quantize_for_cli(source.float_model, int(bits), calib, warn)
+    return quantize_for_cli(source.float_model, int(bits), calib, warn, profile)
 
 
 def predict_logits(model: FloatModel | ModelSource, X: np.ndarray, bits: str, calib: np.ndarray | None,
-                   warn: Warn | None = None) -> np.ndarray:
+                   warn: Warn | None = None, profile: str | None = None) -> np.ndarray:
     """Logits of the float reference (``bits='float'``) or the dequantized integer simulator."""
     source = model if isinstance(model, ModelSource) else ModelSource("", "checkpoint", model, None)
     if bits == "float":
         assert source.float_model is not None
         return forward(source.float_model, X)
-    return predict_quantized(quantized_model(source, bits, calib, warn), X)
+    return predict_quantized(quantized_model(source, bits, calib, warn, profile), X)
 
 
 def evaluate(model: FloatModel | ModelSource, X: np.ndarray, y: np.ndarray, bits: str,
-             calib: np.ndarray | None, warn: Warn | None = None) -> dict[str, Any]:
+             calib: np.ndarray | None, warn: Warn | None = None,
+             profile: str | None = None) -> dict[str, Any]:
     """Accuracy of the float model and (for 8/16) the quantized one, and their agreement.
 
     Every key is always present: ``bits`` is the integer weight width, or None when only the
@@ -179,12 +188,12 @@ def evaluate(model: FloatModel | ModelSource, X: np.ndarray, y: np.ndarray, bits
         "source": source.kind,
         "accuracy_float": None if ref is None else float((ref.argmax(1) == y).mean()),
         "accuracy_quantized": None, "argmax_agreement": None, "max_abs_logit_error": None,
-        "quantization": None, "calibration": None,
+        "quantization": None, "calibration": None, "profile": None,
         "note": None if fm is not None else NO_FLOAT_NOTE.format(what=source.what),
     }
     if bits == "float":
         return report
-    qm = quantized_model(source, bits, calib, warn)
+    qm = quantized_model(source, bits, calib, warn, profile)
     q = predict_quantized(qm, X)
     report.update(
         accuracy_quantized=float((q.argmax(1) == y).mean()),
@@ -192,6 +201,7 @@ def evaluate(model: FloatModel | ModelSource, X: np.ndarray, y: np.ndarray, bits
         max_abs_logit_error=None if ref is None else float(np.abs(q - ref).max()),
         quantization=qm.summary(),
         calibration=qm.calibration.get("method"),
+        profile=qm.profile,
     )
     return report
 

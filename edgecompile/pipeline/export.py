@@ -84,8 +84,8 @@ ProgressFn = Callable[[int, int, str], None]
 
 def _load_model(model: str | os.PathLike[str] | FloatModel | QuantizedModel, bits: int | None,
                 calib: str | os.PathLike[str] | np.ndarray | None, warn: Callable[[str], None] | None,
-                progress: ProgressFn | None = None, layout: Layout | None = None
-                ) -> tuple[QuantizedModel, str, FloatModel | None]:
+                progress: ProgressFn | None = None, layout: Layout | None = None,
+                profile: str | None = None) -> tuple[QuantizedModel, str, FloatModel | None]:
     """(QuantizedModel, default name, float model if known) from a path, a FloatModel or a
     QuantizedModel."""
     from edgecompile.frontend.checkpoint import load_checkpoint
@@ -102,6 +102,9 @@ def _load_model(model: str | os.PathLike[str] | FloatModel | QuantizedModel, bit
             raise CodegenError("the model is already quantized: --calib does not apply to it")
         if bits is not None and int(bits) != qm.bits:
             raise CodegenError(f"the quantized model has int{qm.bits} weights, not --bits {bits}")
+        from edgecompile.quant.profile import check_fixed_profile
+
+        check_fixed_profile(qm, profile, "the quantized model")
         return qm, stem, None
     if isinstance(model, FloatModel):
         fm = model if model.sha256 else _with_hash(model)
@@ -118,7 +121,8 @@ def _load_model(model: str | os.PathLike[str] | FloatModel | QuantizedModel, bit
         check_fits(calib, fm, "calibration data")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", CalibrationWarning)
-        qm = quantize(fm, 8 if bits is None else int(bits), calib, progress=progress)
+        qm = quantize(fm, 8 if bits is None else int(bits), calib, progress=progress,
+                      profile=profile or "precise")
     for w in caught:
         if warn is not None and issubclass(w.category, CalibrationWarning):
             warn(f"warning: {w.message}")
@@ -416,6 +420,8 @@ def export_project(
     framework: str = "baremetal",
     library_only: bool = False,
     layout: Layout | None = None,
+    profile: str | None = None,
+    raw_input: tuple[Any, Any] | None = None,
 ) -> ExportResult:
     """Quantize ``model`` (unless already quantized) and write a PlatformIO project for ``board``.
 
@@ -431,7 +437,10 @@ def export_project(
     harness on the family's register-level HAL) or ``arduino`` (the harness on the Arduino
     core's ``Serial``, ``firmware/arduino/``). ``library_only``: only the model library (the
     contents of ``lib/<name>/``) for the board's core. ``layout``: how a checkpoint's matrices
-    are stored (``in-out``/``out-in``; None: detected). Raises :class:`EdgecompileError`
+    are stored (``in-out``/``out-in``; None: detected). ``profile``: the arithmetic profile of
+    a checkpoint's quantization (auto, precise or fast; None: precise). ``raw_input``:
+    ``(raw_scale, raw_offset)`` of the raw int16 helper (``sim.rawinput.with_raw_input``; None:
+    keep the model's). Raises :class:`EdgecompileError`
     subclasses (exit status 2).
     """
     from edgecompile.targets.boards import get_board
@@ -448,7 +457,20 @@ def export_project(
         _check_target(out_dir, force)  # refuse early: nothing is computed or written
     if layout is not None and (not isinstance(model, (str, os.PathLike)) or str(model).endswith(".json")):
         raise CodegenError("--layout applies to a checkpoint, not to a quantized or in-memory model")
-    qm, stem, fm = _load_model(model, bits, calib, warn, progress, layout)
+    from edgecompile.quant.profile import auto_for_backend, mark_auto
+
+    quantized = isinstance(model, QuantizedModel) or (
+        isinstance(model, (str, os.PathLike)) and str(model).endswith(".json"))
+    resolved, why = (profile, None) if quantized else auto_for_backend(profile, get_board(board).kernel_backend)
+    qm, stem, fm = _load_model(model, bits, calib, warn, progress, layout, resolved)
+    if why is not None:
+        qm = mark_auto(qm, why)
+        if warn is not None:
+            warn(why)
+    if raw_input is not None:
+        from edgecompile.sim.rawinput import with_raw_input
+
+        qm = with_raw_input(qm, *raw_input)
     lib_name = name if name is not None else default_name(stem)
     out = Path(out_dir) if out_dir is not None else Path(f"{lib_name}_{board_id}")
     if progress is not None:

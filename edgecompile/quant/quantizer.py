@@ -18,7 +18,7 @@ import numpy as np
 
 from edgecompile.errors import QuantError
 from edgecompile.ir.fixedpoint import INT32_LIMIT, ONE, PRE_FRAC, frac_for, round_half_up, to_fixed
-from edgecompile.ir.model import FastGRNNParams, FloatModel, Matrix
+from edgecompile.ir.model import ERNNParams, FastGRNNParams, FloatModel, Matrix
 from edgecompile.ir.qmodel import QFactor, QMatrix, QuantizedModel
 from edgecompile.quant.biascorr import bias_correction as correct_biases
 from edgecompile.quant.bounds import UNIT_FORMATS, OverflowBound, check_bounds, unit_worst
@@ -105,7 +105,8 @@ def initial_formats(model: FloatModel, bits: int, ranges: dict[str, float],
 
 def build(model: FloatModel, bits: int, formats: dict[str, int], structure: Structure,
           calibration: dict[str, Any] | None = None,
-          acts: dict[str, np.ndarray] | None = None, per_unit: bool = False) -> QuantizedModel:
+          acts: dict[str, np.ndarray] | None = None, per_unit: bool = False,
+          profile: str = "precise") -> QuantizedModel:
     """The QuantizedModel for explicit formats, lowering the formats each failed bound names.
 
     ``per_unit``: the final factors of W and U get per-column formats (:func:`_unit_fracs`),
@@ -118,7 +119,7 @@ def build(model: FloatModel, bits: int, formats: dict[str, int], structure: Stru
     lowered = np.zeros(model.hidden_dim, dtype=np.int64)  # per-unit: bits taken off A[j] by the proof
     for _ in range(64):
         unit = _unit_fracs(model, bits, formats, structure) - lowered if per_unit else None
-        qm = _build_once(model, bits, formats, structure, calibration or {}, acts, unit)
+        qm = _build_once(model, bits, formats, structure, calibration or {}, acts, unit, profile)
         try:
             check_bounds(qm)
             return qm
@@ -159,7 +160,7 @@ def factor_activations(model: FloatModel, Xn: np.ndarray, states: np.ndarray,
 
 def _build_once(model: FloatModel, bits: int, f: dict[str, int], structure: Structure,
                 calibration: dict[str, Any], acts: dict[str, np.ndarray] | None = None,
-                unit_fracs: np.ndarray | None = None) -> QuantizedModel:
+                unit_fracs: np.ndarray | None = None, profile: str = "precise") -> QuantizedModel:
     def qmatrix(name: str, m: Matrix, low: bool) -> QMatrix:
         factors = []
         floats = _float_factors(m, low)
@@ -186,6 +187,7 @@ def _build_once(model: FloatModel, bits: int, f: dict[str, int], structure: Stru
     bias_gate: np.ndarray | None = None
     zeta = nu = alpha = beta = None
     gate_nl: str
+    assert not isinstance(p, ERNNParams)  # refused by quantize()
     if isinstance(p, FastGRNNParams):
         gate_nl, bias_update = p.gate_nl, p.bias_update
         bias_gate, zeta, nu = to_fixed(p.bias_gate, PRE_FRAC), unit(p.zeta), unit(p.nu)
@@ -200,7 +202,7 @@ def _build_once(model: FloatModel, bits: int, f: dict[str, int], structure: Stru
         bias_update=to_fixed(bias_update, PRE_FRAC), bias_gate=bias_gate,
         zeta=zeta, nu=nu, alpha=alpha, beta=beta,
         mean=model.mean, std=model.std, source_sha256=model.sha256,
-        calibration=calibration, per_unit=unit_fracs is not None,
+        calibration=calibration, per_unit=unit_fracs is not None, profile=profile,
     )
 
 
@@ -234,8 +236,24 @@ def _score(qm: QuantizedModel, X: np.ndarray, ref_logits: np.ndarray) -> tuple[i
 def quantize(model: FloatModel, bits: int = 8, calib: np.ndarray | None = None,
              search: bool = True,
              progress: Callable[[int, int, str], None] | None = None,
-             rounding: str = "adaptive", bias_correction: bool = True) -> QuantizedModel:
-    """Quantize ``model`` to int``bits`` weights; ``calib`` is raw inputs ``[N, T, D]``.
+             rounding: str = "adaptive", bias_correction: bool = True,
+             profile: str = "precise") -> QuantizedModel:
+    """Quantize ``model`` in the arithmetic ``profile`` ("precise", "fast" or "auto": fast unless
+    the calibration data shows fast changing an argmax that precise matches; see
+    :mod:`edgecompile.quant.profile`). The calibration info's ``profile`` entry reports each
+    profile's nonlinearity error bounds and calibration agreement, and why one was chosen."""
+    from edgecompile.quant.profile import choose_profile
+
+    return choose_profile(model, bits, calib, profile, lambda prof, prog: _quantize_one(
+        model, bits, calib, search, prog, rounding, bias_correction, prof), progress)
+
+
+def _quantize_one(model: FloatModel, bits: int = 8, calib: np.ndarray | None = None,
+                  search: bool = True,
+                  progress: Callable[[int, int, str], None] | None = None,
+                  rounding: str = "adaptive", bias_correction: bool = True,
+                  profile: str = "precise") -> QuantizedModel:
+    """Quantize ``model`` in one profile to int``bits`` weights; ``calib`` is raw inputs ``[N, T, D]``.
 
     With calibration data, ``rounding="adaptive"`` rounds each weight up or down to minimise the
     output error of its factor on the calibration activations (:mod:`edgecompile.quant.rounding`;
@@ -249,6 +267,8 @@ def quantize(model: FloatModel, bits: int = 8, calib: np.ndarray | None = None,
     """
     if bits not in (8, 16):
         raise QuantError(f"--bits must be 8 or 16, got {bits}")
+    if isinstance(model.params, ERNNParams):
+        raise QuantError("quantizing ERNN models is not supported by this version")
     structure = Structure(_keep_low_rank(model.W), _keep_low_rank(model.U))
     if calib is None:
         warnings.warn(
@@ -257,10 +277,12 @@ def quantize(model: FloatModel, bits: int = 8, calib: np.ndarray | None = None,
             CalibrationWarning, stacklevel=2)
         ranges = _ranges(model, None, structure)
         formats = initial_formats(model, bits, ranges, structure)
+        fast = profile == "fast"  # the fast profile is always in the per-unit form
         info = {"method": "assumed ranges (no calibration data)", "sequences": 0,
                 "ranges": ranges, "formats": formats,
-                "per_unit": {"chosen": False, "why": "per-unit shifts are chosen on calibration data"}}
-        return build(model, bits, formats, structure, info)
+                "per_unit": {"chosen": fast, "why": ("the fast profile" if fast else
+                                                     "per-unit shifts are chosen on calibration data")}}
+        return build(model, bits, formats, structure, info, per_unit=fast, profile=profile)
 
     X = np.asarray(calib, dtype=np.float64)
     ref_logits, states = forward(model, X, return_states=True)
@@ -282,15 +304,20 @@ def quantize(model: FloatModel, bits: int = 8, calib: np.ndarray | None = None,
     start = initial_formats(model, bits, ranges, structure)
     Xs, refs = X[:SEARCH_SEQUENCES], ref_logits[:SEARCH_SEQUENCES]
     # per-tensor formats, then the per-unit form (no formats for the two final factors)
-    trials = _Trials(progress, 2 * 2 * len(start) + 2 * 2 * (len(start) - 2))
-    tensor = _search(model, bits, start, structure, acts, Xs, refs, search, trials, per_unit=False)
-    try:
-        unit: _Searched | None = _search(model, bits, start, structure, acts, Xs, refs, search, trials,
-                                         per_unit=True)
-    except QuantError:
-        unit = None
+    fast = profile == "fast"  # the fast profile is always in the per-unit form
+    trials = _Trials(progress, (0 if fast else 2 * 2 * len(start)) + 2 * 2 * (len(start) - 2))
+    unit: _Searched | None
+    if fast:
+        unit = tensor = _search(model, bits, start, structure, acts, Xs, refs, search, trials,
+                                per_unit=True, profile=profile)
+    else:
+        tensor = _search(model, bits, start, structure, acts, Xs, refs, search, trials, per_unit=False)
+        try:
+            unit = _search(model, bits, start, structure, acts, Xs, refs, search, trials, per_unit=True)
+        except QuantError:
+            unit = None
     trials.finish()
-    per_unit = unit is not None and _per_unit_pays(unit.best, tensor.best)
+    per_unit = fast or (unit is not None and _per_unit_pays(unit.best, tensor.best))
     chosen = unit if per_unit and unit is not None else tensor
     formats, best, initial_score = chosen.formats, chosen.best, chosen.initial
     info = {
@@ -308,7 +335,7 @@ def quantize(model: FloatModel, bits: int = 8, calib: np.ndarray | None = None,
             "unit_fracs": (None if unit is None else [int(v) for v in unit.qm.W.acc_fracs(unit.qm.in_frac)]),
         },
     }
-    qm = build(model, bits, formats, structure, info, acts, per_unit=per_unit)
+    qm = build(model, bits, formats, structure, info, acts, per_unit=per_unit, profile=profile)
     if bias_correction:
         qm, info["bias_correction"] = correct_biases(qm, model, X, lambda q: _score(q, Xs, refs))
         qm = dataclasses.replace(qm, calibration=info)
@@ -354,10 +381,10 @@ class _Searched:
 
 def _search(model: FloatModel, bits: int, start: dict[str, int], structure: Structure,
             acts: dict[str, np.ndarray] | None, Xs: np.ndarray, refs: np.ndarray, search: bool,
-            trials: _Trials, per_unit: bool) -> _Searched:
+            trials: _Trials, per_unit: bool, profile: str = "precise") -> _Searched:
     """Two passes of coordinate search (single formats moved by +-1 while the calibration score
     drops) from ``start``, in the per-tensor or the per-unit form."""
-    qm = build(model, bits, start, structure, acts=acts, per_unit=per_unit)
+    qm = build(model, bits, start, structure, acts=acts, per_unit=per_unit, profile=profile)
     formats = _formats_of(qm)
     best = initial = _score(qm, Xs, refs)
     if search:
@@ -370,7 +397,8 @@ def _search(model: FloatModel, bits: int, start: dict[str, int], structure: Stru
                     if not _valid(trial):
                         continue
                     try:
-                        cand = build(model, bits, trial, structure, acts=acts, per_unit=per_unit)
+                        cand = build(model, bits, trial, structure, acts=acts, per_unit=per_unit,
+                                     profile=profile)
                     except QuantError:
                         continue
                     if _formats_of(cand) != trial:

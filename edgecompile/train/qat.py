@@ -4,7 +4,8 @@ The forward pass of a QAT step runs on the weights the integer kernel will hold,
 the project quantizer's own functions (:mod:`edgecompile.ir.fixedpoint`, docs/fixed-point.md):
 each weight matrix gets the power-of-two format ``frac_for(max|w|, bits)`` and is rounded with
 ``to_fixed`` (round half up, saturating to int8/int16); the biases become int16 Q12 and the
-residual scalars ``sigmoid(zeta)`` etc. Q14. Like the quantizer, a low-rank matrix is quantized
+residual scalars ``sigmoid(zeta)`` etc. Q14 (ERNN's step sizes ``eta`` and decay ``alpha`` stay
+float: their integer format is not defined yet). Like the quantizer, a low-rank matrix is quantized
 factor by factor when it keeps two products (fewer MACs) and as its multiplied-out product
 otherwise. The backward pass treats rounding as the identity (straight-through) and updates the
 float "shadow" weights.
@@ -65,7 +66,7 @@ def fake_quantize(params: dict[str, np.ndarray], bits: int = 8) -> dict[str, np.
         if name in params:
             out[name] = to_fixed(params[name], PRE_FRAC) / 2.0**PRE_FRAC
     for name in ("zeta", "nu", "alpha", "beta"):
-        if name in params:
+        if name in params and "eta" not in params:  # ERNN's eta/alpha are used as stored
             q = round_half_up(sigmoid(params[name]) * 2.0**UNIT_FRAC) / 2.0**UNIT_FRAC
             out[name] = np.asarray(_to_raw(float(q)))
     return out

@@ -1,4 +1,4 @@
-"""The training loop: Adam, the three-stage sparsity schedule, validation, early stopping, QAT.
+"""The training loop of every cell: Adam, the three-stage sparsity schedule, validation, early stopping, QAT.
 
 Schedule (Kusupati et al., "FastGRNN", NeurIPS 2018, section 3.3), with ``s = sparsity``:
 
@@ -18,6 +18,9 @@ Normalisation: one mean/std per input channel (length D), computed over the real
 training split (front padding excluded). Per-channel statistics do not depend on the sequence
 length, so the checkpoint serves any T; EdgeML's per-(step, channel) T*D layout would bake
 padding positions into the statistics.
+
+ERNN's inner step sizes ``eta`` and decay ``alpha`` must stay positive: the optimiser learns
+their logarithms (``log_eta``, ``log_alpha``) and the checkpoint stores them as used.
 """
 
 from __future__ import annotations
@@ -29,11 +32,14 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from edgecompile.errors import DataError
-from edgecompile.frontend.checkpoint import model_from_arrays
+from edgecompile.frontend.checkpoint import DEFAULT_UPDATE_NL, model_from_arrays
 from edgecompile.ir.model import NONLINEARITIES, FloatModel
 from edgecompile.train import cells, qat
 
 SPARSE_NAMES = ("W", "W1", "W2", "U", "U1", "U2")
+CELLS = ("FastGRNN", "FastRNN", "ERNN")
+#: ERNN's initial inner step size (each of the K) and decay toward the equilibrium.
+ERNN_ETA0, ERNN_ALPHA0 = 0.01, 1.0
 
 
 @dataclass
@@ -54,12 +60,27 @@ class TrainConfig:
     qat_epochs: int | None = None  # default: max(5, epochs // 5)
     qat_lr: float | None = None  # default: lr / 10
     gate_nl: str = "sigmoid"
-    update_nl: str = "tanh"
+    update_nl: str | None = None  # default: the cell's (tanh; ERNN: relu)
+    inner_steps: int | None = None  # ERNN's K (default 1); other cells have none
+    eta_init: float = ERNN_ETA0  # ERNN: the initial step size of each inner step
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        if self.update_nl is None:
+            self.update_nl = DEFAULT_UPDATE_NL.get(self.cell, "tanh")
+        if self.inner_steps is None and self.cell == "ERNN":
+            self.inner_steps = 1
+
     def check(self) -> None:
-        if self.cell not in ("FastGRNN", "FastRNN"):
-            raise DataError(f"cell {self.cell!r}, expected FastGRNN or FastRNN")
+        if self.cell not in CELLS:
+            raise DataError(f"cell {self.cell!r}, expected one of {', '.join(CELLS)}")
+        if self.cell == "ERNN":
+            if self.inner_steps is None or self.inner_steps < 1:
+                raise DataError(f"inner steps {self.inner_steps}, expected at least 1")
+            if not (np.isfinite(self.eta_init) and self.eta_init > 0):
+                raise DataError(f"initial step size {self.eta_init}, expected > 0")
+        elif self.inner_steps is not None:
+            raise DataError(f"inner steps apply to ERNN only, not to {self.cell}")
         for name in ("hidden", "epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise DataError(f"{name} must be at least 1")
@@ -163,6 +184,10 @@ def init_params(cfg: TrainConfig, D: int, C: int, rng: np.random.Generator) -> d
             p[name] = rng.normal(0.0, 1.0 / np.sqrt(rows), (rows, H))
     if cfg.cell == "FastGRNN":
         p.update(Bg=np.ones(H), Bh=np.ones(H), zeta=np.asarray(1.0), nu=np.asarray(-4.0))
+    elif cfg.cell == "ERNN":
+        K = cfg.inner_steps or 1
+        p.update(B=np.zeros(H), log_eta=np.full(K, np.log(cfg.eta_init)),
+                 log_alpha=np.asarray(np.log(ERNN_ALPHA0)))
     else:
         p.update(B=np.zeros(H), alpha=np.asarray(-3.0), beta=np.asarray(3.0))
     p["FC"] = rng.normal(0.0, 1.0 / np.sqrt(H), (H, C))
@@ -197,6 +222,24 @@ class Adam:
             params[k] = params[k] - self.lr * (self.m[k] / c1) / (np.sqrt(self.v[k] / c2) + self.eps)
 
 
+def as_used(params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The parameters as the cell uses them: ERNN's ``eta``/``alpha`` from the learned
+    logarithms (a dict without them is returned unchanged)."""
+    if "log_eta" not in params:
+        return params
+    out = {k: v for k, v in params.items() if k not in ("log_eta", "log_alpha")}
+    out["eta"], out["alpha"] = np.exp(params["log_eta"]), np.exp(params["log_alpha"])
+    return out
+
+
+def learned_grads(params: dict[str, np.ndarray], grads: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Gradients w.r.t. the as-used values mapped to the learned parameters (chain rule of exp)."""
+    if "log_eta" in params:
+        grads["log_eta"] = grads.pop("eta") * np.exp(params["log_eta"])
+        grads["log_alpha"] = grads.pop("alpha") * np.exp(params["log_alpha"])
+    return grads
+
+
 def _clip(grads: dict[str, np.ndarray], limit: float) -> None:
     if limit and limit > 0:
         norm = float(np.sqrt(sum(float(np.sum(g * g)) for g in grads.values())))
@@ -208,11 +251,11 @@ def _clip(grads: dict[str, np.ndarray], limit: float) -> None:
 def params_to_model(
     params: dict[str, np.ndarray], mean: np.ndarray, std: np.ndarray, cfg: TrainConfig
 ) -> FloatModel:
-    arrays = {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}
+    arrays = {k: np.asarray(v, dtype=np.float64) for k, v in as_used(params).items()}
     arrays["mean"], arrays["std"] = mean, std
     if cfg.cell == "FastGRNN" and cfg.gate_nl != "sigmoid":
         arrays["gate_nonlinearity"] = np.array(cfg.gate_nl)
-    if cfg.update_nl != "tanh":
+    if cfg.update_nl != DEFAULT_UPDATE_NL[cfg.cell]:
         arrays["update_nonlinearity"] = np.array(cfg.update_nl)
     model = model_from_arrays(arrays, source="trained model")
     return model
@@ -220,7 +263,8 @@ def params_to_model(
 
 def _eval_fast(params: dict[str, np.ndarray], Xn: np.ndarray, y: np.ndarray,
                cfg: TrainConfig) -> tuple[float, float]:
-    out = cells.logits(params, Xn, cfg.gate_nl, cfg.update_nl)
+    assert cfg.update_nl is not None
+    out = cells.logits(as_used(params), Xn, cfg.gate_nl, cfg.update_nl)
     shifted = out - out.max(axis=1, keepdims=True)
     logp = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
     return float(-logp[np.arange(y.size), y].mean()), float(np.mean(out.argmax(axis=1) == y))
@@ -243,6 +287,8 @@ def train(
     the normalisation statistics.
     """
     cfg.check()
+    update_nl = cfg.update_nl
+    assert update_nl is not None
     start = time.perf_counter()
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y, dtype=np.int64).reshape(-1)
@@ -288,10 +334,12 @@ def train(
         losses, correct = [], 0
         for i in range(0, order.size, cfg.batch_size):
             b = order[i:i + cfg.batch_size]
-            fwd = qat.fake_quantize(params, cfg.qat_bits) if stage == "qat" else params
-            loss, out, grads = cells.loss_and_grads(fwd, Xtr[b], ytr[b], cfg.gate_nl, cfg.update_nl)
+            used = as_used(params)
+            fwd = qat.fake_quantize(used, cfg.qat_bits) if stage == "qat" else used
+            loss, out, grads = cells.loss_and_grads(fwd, Xtr[b], ytr[b], cfg.gate_nl, update_nl)
             if stage == "qat":
-                grads = qat.shadow_grads(params, grads)
+                grads = qat.shadow_grads(used, grads)
+            grads = learned_grads(params, grads)
             losses.append(loss * b.size)
             correct += int(np.sum(out.argmax(axis=1) == ytr[b]))
             for k, m in masks.items():
@@ -308,12 +356,12 @@ def train(
         vacc: float | None = None
         key = (0.0, 0.0)
         if va.size:
-            view = qat.fake_quantize(params, cfg.qat_bits) if stage == "qat" else params
+            view = qat.fake_quantize(as_used(params), cfg.qat_bits) if stage == "qat" else params
             vloss, vacc = _eval_fast(view, Xva, yva, cfg)
             key = (vacc, -vloss)
         if eligible(stage):
             if best is None or key > best or not va.size:
-                keep = qat.saved_values(params, cfg.qat_bits) if stage == "qat" else dict(params)
+                keep = qat.saved_values(as_used(params), cfg.qat_bits) if stage == "qat" else dict(params)
                 best, best_params, best_epoch, since_best = key, keep, epoch, 0
             else:
                 since_best += 1
@@ -351,7 +399,7 @@ def train(
     if progress:
         progress(len(history), len(history), "epochs")
     model = params_to_model(best_params, mean, std, cfg)
-    final = qat.fake_quantize(best_params, cfg.qat_bits) if cfg.qat else best_params
+    final = qat.fake_quantize(as_used(best_params), cfg.qat_bits) if cfg.qat else best_params
     tacc = _eval_fast(final, Xtr, ytr, cfg)[1]
     vacc = _eval_fast(final, Xva, yva, cfg)[1] if va.size else None
     return TrainResult(
