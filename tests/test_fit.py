@@ -223,8 +223,9 @@ def _alive(pid: int) -> bool:
 def test_ctrl_c_stops_the_cluster_and_keeps_finished_trials(data, tmp_path) -> None:
     out = tmp_path / "interrupted"
     args = fit_args(data, out, "--workers", "2")
-    args[args.index("--trials") + 1] = "40"
-    args[args.index("--epochs") + 1] = "6"
+    # a search far longer than the wait for its first trials, even on a loaded machine
+    args[args.index("--trials") + 1] = "400"
+    args[args.index("--epochs") + 1] = "30"
     proc = subprocess.Popen([EC, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 240

@@ -74,7 +74,7 @@ def expected_logits(d: Path, bits: int) -> np.ndarray:
     fm = model_from_arrays(dict(np.load(d / "m.npz")))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        qm = quantize(fm, bits, np.load(d / "calib.npy").astype(np.float64))
+        qm = quantize(fm, bits, np.load(d / "calib.npy").astype(np.float64), profile="auto")  # the CLI default
     return predict_quantized(qm, np.load(d / "X.npy").astype(np.float64))
 
 
@@ -108,7 +108,7 @@ def test_predict_takes_short_o_defaults_to_int8_and_reports_json(work: Path) -> 
 
 def test_evaluate_json_values_are_typed(work: Path) -> None:
     keys = {"n", "bits", "source", "accuracy_float", "accuracy_quantized", "argmax_agreement",
-            "max_abs_logit_error", "quantization", "calibration", "note"}
+            "max_abs_logit_error", "quantization", "calibration", "note", "profile"}
     r16 = json.loads(ok(run("evaluate", "m.npz", "--data", "X.npy", "--labels", "y.npy", "--bits", "16",
                             "--calib", "calib.npy", "--json", "-", cwd=work)).stdout)
     assert set(r16) == keys and r16["bits"] == 16 and type(r16["bits"]) is int and type(r16["n"]) is int

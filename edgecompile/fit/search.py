@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import os
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -173,6 +174,12 @@ def cluster_client(workers: int | None, scheduler: str | None) -> Iterator[Any]:
     LocalCluster of ``workers`` single-threaded processes, closed on the way out (Ctrl-C too)."""
     from dask.distributed import Client, LocalCluster
 
+    # After Ctrl-C the command ends without the interpreter's shutdown, and multiprocessing's
+    # resource tracker (a child process started with these -W options) would then print a
+    # warning about the cluster's semaphores after the one-line message.
+    quiet_tracker = "ignore::UserWarning:multiprocessing.resource_tracker"
+    if quiet_tracker not in sys.warnoptions:
+        sys.warnoptions.append(quiet_tracker)
     for name in ("distributed", "tornado", "asyncio"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
     cluster = None
