@@ -226,7 +226,9 @@ def test_ctrl_c_stops_the_cluster_and_keeps_finished_trials(data, tmp_path) -> N
     # a search far longer than the wait for its first trials, even on a loaded machine
     args[args.index("--trials") + 1] = "400"
     args[args.index("--epochs") + 1] = "30"
-    proc = subprocess.Popen([EC, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([EC, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            # Ctrl-C as in a terminal, even when the tests run in the background
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and proc.poll() is None:

@@ -292,7 +292,8 @@ def test_signals_end_the_command_cleanly(tmp_path: Path, signum: int, code: int,
         [exe(), "train", "--data", str(JV / "JapaneseVowels_TRAIN.ts"), "--epochs", "100000",
          "--patience", "100000", "-o", "m.npz"],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True)
+        start_new_session=True,  # Ctrl-C as in a terminal, even when the tests run in the background
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         first = proc.stderr.readline()  # "training FastGRNN ..." once the data is loaded
         assert first.startswith("training "), first
