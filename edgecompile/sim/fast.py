@@ -84,28 +84,19 @@ def pre16(qm: QuantizedModel, h: np.ndarray, x_q: np.ndarray) -> np.ndarray:
 
 def step_fast(qm: QuantizedModel, h: np.ndarray, x_q: np.ndarray) -> np.ndarray:
     """One time step of the fast profile for a batch: ``h [N, H]``, ``x_q [N, D]`` → new h."""
+    from edgecompile.sim.simulator import gate_coef, residual_update
+
     p = pre16(qm, h, x_q)
     c = apply_fast(qm.update_nl, sat16(p + qm.bias_update))
-    gz = qm.gate_frac
-    if qm.cell == "FastGRNN":
-        bias_gate, zeta, nu = qm.grnn_terms()
-        ug = sat16(p + bias_gate)
-        coef_t = coef_table(qm)
-        if coef_t is not None:
-            i = table_index(qm.gate_nl, ug)
-            z, coef = FAST_TABLES[qm.gate_nl][i], coef_t[i]
-        else:
-            z = apply_fast(qm.gate_nl, ug)
-            coef = rshift(zeta * ((1 << gz) - z), gz) + nu
-            if qm.gate_nl == "relu":
-                coef = sat16(coef)
-        keep, new = z * h, coef * c
-    else:
-        alpha, beta = qm.rnn_terms()
-        keep, new = beta * h, alpha * c
-    total = keep + rshift(new, qm.residual_shift)
-    check_int32(total + (1 << (gz - 1)), "residual update")
-    return sat16(rshift(total, gz))
+    if qm.cell != "FastGRNN":
+        return residual_update(qm, h, c)
+    ug = sat16(p + qm.grnn_terms()[0])
+    coef_t = coef_table(qm)
+    if coef_t is not None:
+        i = table_index(qm.gate_nl, ug)
+        return residual_update(qm, h, c, FAST_TABLES[qm.gate_nl][i], coef_t[i])
+    z = apply_fast(qm.gate_nl, ug)
+    return residual_update(qm, h, c, z, gate_coef(qm, z))
 
 
 def simulate_fast(qm: QuantizedModel, x: np.ndarray,

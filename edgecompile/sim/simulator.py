@@ -69,13 +69,26 @@ def step(qm: QuantizedModel, h: np.ndarray, x_q: np.ndarray) -> np.ndarray:
         return step_fast(qm, h, x_q)
     pre = pre_activation(qm, h, x_q)
     c = apply(qm.update_nl, sat16(pre + qm.bias_update))  # Q(gc)
-    gz = qm.gate_frac
     if qm.cell == "FastGRNN":
-        bias_gate, zeta, nu = qm.grnn_terms()
-        z = apply(qm.gate_nl, sat16(pre + bias_gate))  # Q(gz)
-        coef = rshift(zeta * ((1 << gz) - z), gz) + nu  # Q14
-        if qm.gate_nl == "relu":
-            coef = sat16(coef)
+        z = apply(qm.gate_nl, sat16(pre + qm.grnn_terms()[0]))  # Q(gz)
+        return residual_update(qm, h, c, z, gate_coef(qm, z))
+    return residual_update(qm, h, c)
+
+
+def gate_coef(qm: QuantizedModel, z: np.ndarray) -> np.ndarray:
+    """FastGRNN's ``coef = rshift(zeta * (1 - z), gz) + nu`` (Q14), saturated with a relu gate."""
+    _, zeta, nu = qm.grnn_terms()
+    gz = qm.gate_frac
+    coef = rshift(zeta * ((1 << gz) - z), gz) + nu
+    return sat16(coef) if qm.gate_nl == "relu" else coef
+
+
+def residual_update(qm: QuantizedModel, h: np.ndarray, c: np.ndarray,
+                    z: np.ndarray | None = None, coef: np.ndarray | None = None) -> np.ndarray:
+    """The new hidden state from the update value ``c`` (Q(gc)) and, for FastGRNN, the gate ``z``
+    (Q(gz)) and its ``coef``: ``sat16(rshift(z*h + rshift(coef*c, s), gz))`` (FastRNN: beta, alpha)."""
+    gz = qm.gate_frac
+    if z is not None and coef is not None:
         keep, new = z * h, coef * c
     else:
         alpha, beta = qm.rnn_terms()
