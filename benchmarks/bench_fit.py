@@ -65,7 +65,7 @@ def main() -> None:
         keys = {}
         for line in csv_rows[1:]:
             cols = line.split(",")
-            keys[(cols[1], int(cols[2]), cols[3], cols[4], float(cols[5]), int(cols[6]))] = cols[0]
+            keys[(cols[1], int(cols[2]), cols[3], cols[4], float(cols[5]), int(cols[6]), int(cols[7] or 0))] = cols[0]
         X = t / "X.npy"
         import numpy as np
 
@@ -76,13 +76,15 @@ def main() -> None:
         np.save(t / "x3.npy", td.X[:3])
         for i, p in enumerate(rep["pareto"]):
             key = keys[(p["cell"], p["hidden"], str(p["wrank"] or "full"), str(p["urank"] or "full"),
-                        float(p["sparsity"]), p["bits"])]
+                        float(p["sparsity"]), p["bits"], p["inner_steps"] or 0)]
             fw = t / f"fw{i}"
             ec("export", str(trials[key].with_suffix(".npz")), "--board", args.board, "--bits",
                str(p["bits"]), "--calib", str(X), "-o", str(fw))
             build = subprocess.run([EC, "build", str(fw), "--json", str(t / f"b{i}.json")],
                                    capture_output=True, text=True, timeout=600)
-            name = (f"{p['cell']} H={p['hidden']} r={p['wrank'] or 'full'}/{p['urank'] or 'full'} "
+            k = f" K={p['inner_steps']}" if p["inner_steps"] else ""
+            name = (f"{p['cell']}{k} H={p['hidden']} "
+                    f"r={p['wrank'] or 'full'}/{p['urank'] or 'full'} "
                     f"s={p['sparsity']:g} int{p['bits']}")
             if build.returncode != 0:
                 print(f"| {name} | {p['accuracy_val']:.1%} | {p['flash_bytes']} | does not fit | | "

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import dataclasses
 import os
 import pstats
 import subprocess
@@ -33,11 +32,12 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _models import random_model  # noqa: E402
 from bench_kernels import CELLS, cell_data, cell_model  # noqa: E402
 from bench_per_unit import both_forms  # noqa: E402
 
 from edgecompile.codegen import render_library  # noqa: E402
-from edgecompile.frontend.checkpoint import load_checkpoint, model_from_arrays  # noqa: E402
+from edgecompile.frontend.checkpoint import load_checkpoint  # noqa: E402
 from edgecompile.ir.model import FloatModel  # noqa: E402
 from edgecompile.ir.qmodel import QuantizedModel  # noqa: E402
 from edgecompile.pipeline.export import export_project  # noqa: E402
@@ -76,33 +76,6 @@ int main(int argc, char **argv)
 """
 
 
-def _arrays_model(cell: str, D: int, H: int, C: int, gate_nl: str, update_nl: str, seed: int = 0) -> FloatModel:
-    """A dense FastGRNN/FastRNN with EdgeML-like random weights and the given nonlinearities."""
-    rng = np.random.default_rng(seed)
-
-    def mat(rows: int, cols: int) -> np.ndarray:
-        return rng.normal(0.0, 1.0 / np.sqrt(rows), (rows, cols)).astype(np.float32)
-
-    a: dict[str, np.ndarray] = {"W": mat(D, H), "U": mat(H, H)}
-    if cell == "FastGRNN":
-        a["Bg"] = rng.normal(1.0, 0.3, (1, H)).astype(np.float32)
-        a["Bh"] = rng.normal(0.0, 0.3, (1, H)).astype(np.float32)
-        a["zeta"] = np.array([[1.0]], np.float32)
-        a["nu"] = np.array([[-4.0]], np.float32)
-        a["gate_nonlinearity"] = np.array(gate_nl)
-    else:
-        a["B"] = rng.normal(0.0, 0.3, (1, H)).astype(np.float32)
-        a["alpha"] = np.array([[-3.0]], np.float32)
-        a["beta"] = np.array([[3.0]], np.float32)
-    a["update_nonlinearity"] = np.array(update_nl)
-    a["FC"] = (2.0 * mat(H, C)).astype(np.float32)
-    a["FCbias"] = rng.normal(0.0, 0.1, C).astype(np.float32)
-    a["mean"] = np.zeros(D, np.float32)
-    a["std"] = np.ones(D, np.float32)
-    fm = model_from_arrays(a)
-    return dataclasses.replace(fm, sha256=fm.content_hash())
-
-
 def _q(fm: FloatModel, bits: int, calib: np.ndarray) -> QuantizedModel:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -135,7 +108,7 @@ def _per_unit(key: str, bits: int) -> Callable[[int], tuple[QuantizedModel, np.n
 
 def _nl(cell: str, gate: str, update: str, bits: int) -> Callable[[int], tuple[QuantizedModel, np.ndarray]]:
     def make(n: int) -> tuple[QuantizedModel, np.ndarray]:
-        fm = _arrays_model(cell, 12, 32, 9, gate, update)
+        fm = random_model(cell, 12, 32, 9, gate_nl=gate, update_nl=update)
         rng = np.random.default_rng(5)
         return _q(fm, bits, rng.normal(0, 1, (64, 29, 12))), rng.normal(0, 1, (n, 29, 12))
     return make

@@ -21,7 +21,6 @@ counts, not time.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import shutil
 import subprocess
@@ -32,7 +31,6 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecompile.frontend.checkpoint import model_from_arrays
 from edgecompile.ir.model import FloatModel
 from edgecompile.pipeline.export import export_project
 from edgecompile.pipeline.verify import verify_project
@@ -40,6 +38,9 @@ from edgecompile.quant.quantizer import quantize
 from edgecompile.targets.boards import get_board
 from edgecompile.targets.build import build_project
 from edgecompile.targets.platforms import platform_for
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _models import random_model  # noqa: E402
 
 #: The three benchmark cells: (D, H, wRank, uRank, T, C).
 CELLS = {
@@ -62,28 +63,7 @@ NAME = "bench"
 def cell_model(key: str, seed: int = 0) -> FloatModel:
     """A FastGRNN of the cell's shape with EdgeML-like random weights (sigmoid gate, tanh update)."""
     c = CELLS[key]
-    rng = np.random.default_rng(seed)
-    D, H, C = c["D"], c["H"], c["C"]
-
-    def mat(rows: int, cols: int) -> np.ndarray:
-        return rng.normal(0.0, 1.0 / np.sqrt(rows), (rows, cols)).astype(np.float32)
-
-    a: dict[str, np.ndarray] = {}
-    for name, rows, rank in (("W", D, c["wrank"]), ("U", H, c["urank"])):
-        if rank:
-            a[name + "1"], a[name + "2"] = mat(rows, rank), mat(rank, H)
-        else:
-            a[name] = mat(rows, H)
-    a["Bg"] = rng.normal(1.0, 0.3, (1, H)).astype(np.float32)
-    a["Bh"] = rng.normal(0.0, 0.3, (1, H)).astype(np.float32)
-    a["zeta"] = np.array([[1.0]], np.float32)
-    a["nu"] = np.array([[-4.0]], np.float32)
-    a["FC"] = (2.0 * mat(H, C)).astype(np.float32)
-    a["FCbias"] = rng.normal(0.0, 0.1, C).astype(np.float32)
-    a["mean"] = np.zeros(D, np.float32)
-    a["std"] = np.ones(D, np.float32)
-    fm = model_from_arrays(a)
-    return dataclasses.replace(fm, sha256=fm.content_hash())
+    return random_model("FastGRNN", c["D"], c["H"], c["C"], wrank=c["wrank"], urank=c["urank"], seed=seed)
 
 
 def cell_data(key: str, n: int, seed: int = 1) -> np.ndarray:

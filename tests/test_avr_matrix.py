@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import subprocess
-import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -30,6 +29,7 @@ from edgecompile.quant.quantizer import quantize
 from edgecompile.sim.simulator import pre_activation, simulate
 
 from .cbuild import write_tree
+from .helpers.emulator import run_to_end
 from .helpers.models import make_inputs, make_model
 from .helpers.per_unit import per_unit_models
 
@@ -164,20 +164,8 @@ def run_image(elf: Path, mcu: str = "atmega2560") -> dict[tuple[str, int], list[
     """Run the image in simavr: {(model, sequence): [hash, logit 0, ...]} (logits as uint32)."""
     from edgecompile.emulators.process import run_simavr
 
-    lines: list[str] = []
     with run_simavr(elf, mcu) as emu:
-        port = emu.open()
-        try:
-            port.write(b"g")
-            buf = b""
-            deadline = time.monotonic() + RUN_TIMEOUT_S
-            while b"END\r\n" not in buf:
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"simavr: no END within {RUN_TIMEOUT_S:.0f} s; got {buf[-300:]!r}")
-                buf += port.read(4096)
-        finally:
-            port.close()
-        lines = buf.decode("ascii").split("\r\n")
+        lines = run_to_end(emu, "simavr", RUN_TIMEOUT_S).split("\r\n")
     results = {}
     for line in lines:
         if line.startswith("R "):
@@ -246,7 +234,8 @@ def with_per_unit(models: list[tuple[str, QuantizedModel]], inputs: dict[str, np
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kernel", ["fast", "fast-library-flags", "reference"])
+@pytest.mark.parametrize("kernel", ["fast", pytest.param("fast-library-flags", marks=pytest.mark.slowest),
+                                    pytest.param("reference", marks=pytest.mark.slowest)])
 def test_nonlinearity_matrix_in_simavr(matrix, kernel, tmp_path):
     """84 models (every gate x update pair of FastGRNN, FastRNN x every update, over the six
     nonlinearities, int8 and int16)
@@ -265,7 +254,8 @@ def test_nonlinearity_matrix_in_simavr(matrix, kernel, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kernel", sorted(KERNELS))
+@pytest.mark.parametrize("kernel", [k if k == "reference" else pytest.param(k, marks=pytest.mark.slowest)
+                                    for k in sorted(KERNELS)])
 def test_generated_library_clean_under_wconversion_uno(matrix, kernel, tmp_path):
     """The same compile-time guard for the Uno's core (atmega328p), every kernel variant."""
     need("avr-gcc")

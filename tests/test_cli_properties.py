@@ -267,6 +267,7 @@ def test_mutated_checkpoints(spec: dict, command: str, with_calib: bool) -> None
 
 
 @pytest.mark.slow
+@pytest.mark.slowest
 @DEFAULT
 @given(how=st.sampled_from(DATA_MUTATIONS), role=st.sampled_from(["data", "calib"]),
        where=st.floats(0, 1), garbage=st.binary(min_size=1, max_size=32),
@@ -292,6 +293,7 @@ def test_mutated_data_more(how: str, role: str, where: float, garbage: bytes, co
 
 
 @pytest.mark.slow
+@pytest.mark.slowest
 def test_special_paths_in_every_role() -> None:
     """Not generated but exhaustive: every command x every input role x special file kinds."""
     with tempfile.TemporaryDirectory() as tmp:

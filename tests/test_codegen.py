@@ -38,6 +38,7 @@ from .helpers.models import make_inputs, make_model
 
 
 @pytest.mark.slow
+@pytest.mark.slowest
 @HYPO
 @given(qm=random_qmodels(), seed=st.integers(0, 2**32 - 1), steps=st.integers(1, 5))
 def test_bit_exact_random_qmodels(qm, seed, steps):
@@ -46,6 +47,7 @@ def test_bit_exact_random_qmodels(qm, seed, steps):
 
 
 @pytest.mark.slow
+@pytest.mark.slowest
 @settings(max_examples=20, deadline=None, phases=PHASES, suppress_health_check=SLOW_OK)
 @given(
     cell=st.sampled_from(["FastGRNN", "FastRNN"]), bits=st.sampled_from([8, 16]),
@@ -203,7 +205,7 @@ def test_strict_compile(compiler, backend, kernel, variant, tmp_path):
 def test_library_carries_one_kernel_family():
     """The library of a backend holds the reference kernel and that family's fast kernel only."""
     qm = quantized(8, D=12, H=32, C=9, wrank=6, urank=8)
-    marks = {"avr": "__AVR__", "armv7em": "__ARM_FEATURE_DSP", "armv7m": "__ARM_FEATURE_SAT"}
+    marks = {"avr": "__AVR__", "armv7em": "__ARM_FEATURE_DSP", "armv7m": "Fast kernel (armv7m, portable C)"}
     for backend in ALL_BACKENDS:
         source = b"".join(render_library(qm, "kws", backend=backend).values()).decode()
         assert "EC_KERNEL_REFERENCE" in source

@@ -14,6 +14,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.slow
+@pytest.mark.slowest
 def test_demo_runs_the_whole_chain_bit_exactly(tmp_path):
     result = subprocess.run([sys.executable, str(REPO / "examples" / "demo.py"), "--out", str(tmp_path)],
                             capture_output=True, text=True, timeout=600)

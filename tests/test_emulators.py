@@ -21,6 +21,7 @@ from edgecompile.verify.parity import run_parity
 
 from . import harness_build as hb
 from .helpers import standin
+from .helpers.emulator import HookedPort, reset_before
 from .helpers.models import make_inputs, make_model
 
 pytestmark = pytest.mark.slow
@@ -70,7 +71,8 @@ def libraries(tmp_path_factory):
     return libs
 
 
-@pytest.mark.parametrize("board", BOARDS)
+@pytest.mark.parametrize("board", [pytest.param(b, marks=pytest.mark.slowest) if b in ("lm3s6965evb", "mps2_an500")
+                                   else b for b in BOARDS])
 def test_generated_models_bit_exact(board, libraries, tmp_path):
     """Dense, low-rank + sparse and FastRNN models at int8 and int16 agree bit for bit."""
     for (backend, name, bits), (src, fm, qm, X) in libraries.items():
@@ -103,38 +105,10 @@ def test_wrong_model_hash_is_a_failed_check(libraries, tmp_path):
         port.close()
 
 
-class ResetOnce:
-    """Port wrapper: resets the simulated AVR just before the n-th frame is written."""
-
-    def __init__(self, port, emu, at: int):
-        self.port, self.emu, self.at, self.n = port, emu, at, 0
-
-    timeout = property(lambda s: s.port.timeout, lambda s, v: setattr(s.port, "timeout", v))
-    in_waiting = property(lambda s: s.port.in_waiting)
-
-    def write(self, data):
-        self.n += 1
-        if self.n == self.at:
-            self.emu.reset()
-            deadline = time.monotonic() + 5
-            while "RESET" not in self.emu.events() and time.monotonic() < deadline:
-                time.sleep(0.01)
-        return self.port.write(data)
-
-    def read(self, n):
-        return self.port.read(n)
-
-    def flush(self):
-        self.port.flush()
-
-    def reset_input_buffer(self):
-        self.port.reset_input_buffer()
-
-
 def test_simavr_reset_mid_sequence_is_detected(tmp_path):
     with start("simavr", tmp_path) as emu:
         port = emu.open()
-        client = Client(ResetOnce(port, emu, at=5))
+        client = Client(HookedPort(port, reset_before(emu, at=5)))  # a reset before the 5th frame
         client.handshake()
         x = np.random.default_rng(5).integers(-900, 900, (40, standin.D)).astype(np.int16)
         res = client.infer(x)

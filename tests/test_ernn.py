@@ -1,5 +1,6 @@
-"""ERNN (float side): checkpoint validation, the K-step reference, round trip, inspect, training
-through the console script, and the gradient reaching early states of a real sequence."""
+"""ERNN: checkpoint validation, the K-step reference, round trip, inspect, quantize and export in
+the fast profile (the only one it has), training through the console script, and the gradient
+reaching early states of a real sequence. The fixed point itself: tests/test_ernn_fixed.py."""
 
 from __future__ import annotations
 
@@ -176,21 +177,79 @@ def test_inspect_counts_k_products_by_u(tmp_path, wrank, urank):
     assert "inner steps: K=3" in r.stderr and "U x3" in r.stderr
 
 
-def test_quantize_and_export_refuse_ernn(tmp_path):
+def test_quantize_writes_eta_and_decay_in_the_fast_profile(tmp_path):
+    """quantize: a .json holding the inner steps' constants (eta and eta * alpha, each in the
+    largest Q format that holds the largest of them), the fast profile chosen by auto, and the
+    lines saying so."""
+    a = _arrays(K=3)
+    np.savez(tmp_path / "m.npz", **a)
+    r = _run("quantize", tmp_path / "m.npz", "-o", tmp_path / "q.json")
+    assert r.returncode == 0, r.stderr
+    out = r.stdout + r.stderr
+    assert "ERNN int8 weights" in out and "K=3 inner steps; profile fast" in out, out
+    assert "profile: fast (auto: ERNN: the fast profile, the only one it has)" in out, out
+    d = json.loads((tmp_path / "q.json").read_text())
+    assert d["cell"] == "ERNN" and d["profile"] == "fast" and d["per_unit"] is True
+    eta, alpha = a["eta"].astype(np.float64), float(a["alpha"])
+    fe = max(f for f in range(4, 25) if eta.max() * 2.0**f <= 32767)
+    fd = max(f for f in range(1, 31) if (eta * alpha).max() * 2.0**f <= 32767)
+    assert (d["eta_frac"], d["decay_frac"]) == (fe, fd)
+    assert d["eta"] == [int(np.floor(e * 2.0**fe + 0.5)) for e in eta]
+    assert d["decay"] == [int(np.floor(e * alpha * 2.0**fd + 0.5)) for e in eta]
+    # the file is read back by the commands that take a quantized model
+    r = _run("inspect", tmp_path / "q.json")
+    assert r.returncode == 0 and "K=3 inner steps" in r.stdout + r.stderr, r.stderr
+
+
+def test_precise_profile_is_refused_in_one_line(tmp_path):
     np.savez(tmp_path / "m.npz", **_arrays())
-    for args in (["quantize", tmp_path / "m.npz", "-o", tmp_path / "q.json"],
-                 ["export", tmp_path / "m.npz", "--board", "megaatmega2560", "-o", tmp_path / "proj"]):
+    np.save(tmp_path / "X.npy", np.random.default_rng(0).normal(size=(4, 5, 3)).astype(np.float32))
+    for args in (["quantize", tmp_path / "m.npz", "--profile", "precise", "-o", tmp_path / "q.json"],
+                 ["export", tmp_path / "m.npz", "--board", "uno", "--profile", "precise", "-o", tmp_path / "proj"],
+                 ["predict", tmp_path / "m.npz", "--data", tmp_path / "X.npy", "--profile", "precise",
+                  "-o", tmp_path / "l.npy"]):
         err = _one_line_error(_run(*args))
-        assert "quantizing ERNN models is not supported by this version" in err
-    assert not (tmp_path / "q.json").exists() and not (tmp_path / "proj").exists()
+        assert "ERNN has the fast profile only" in err and "--profile fast or auto" in err, err
+    assert not any((tmp_path / n).exists() for n in ("q.json", "proj", "l.npy"))
 
 
-def test_fit_does_not_offer_ernn(tmp_path):
+def test_export_takes_the_fast_profile_on_avr_too(tmp_path):
+    """auto on an AVR board keeps ERNN in its only profile, fast."""
+    np.savez(tmp_path / "m.npz", **_arrays())
+    r = _run("export", tmp_path / "m.npz", "--board", "megaatmega2560", "-o", tmp_path / "proj")
+    assert r.returncode == 0, r.stderr
+    assert "K=3 inner steps; profile fast" in r.stdout + r.stderr
+    assert "auto: precise" not in r.stdout + r.stderr
+    q = json.loads(next((tmp_path / "proj").glob("*.qmodel.json")).read_text())
+    assert q["cell"] == "ERNN" and q["profile"] == "fast" and len(q["eta"]) == 3
+    src = next((tmp_path / "proj").rglob("m.c")).read_text()
+    assert "_eta[" in src and "_decay[" in src
+
+
+def test_inspect_shows_the_inner_steps_and_their_bounds(tmp_path):
+    np.savez(tmp_path / "m.npz", **_arrays(K=2, urank=2))
+    r = _run("inspect", tmp_path / "m.npz", "--bits", "16")
+    assert r.returncode == 0, r.stderr
+    out = r.stdout + r.stderr
+    assert "ERNN int16 weights" in out and "K=2 inner steps; profile fast" in out, out
+    assert "in each of the 2 inner steps" in out, out
+    for row in ("ERNN eta * phi", "ERNN decay * s", "ERNN inner update"):
+        line = next(ln for ln in out.splitlines() if row in ln)
+        assert line.rstrip().endswith("proved"), line
+    assert "residual update" not in out
+    rep = json.loads(_run("inspect", tmp_path / "m.npz", "--json", "-").stdout)
+    bounds = {b["operation"]: b for b in rep["quantized"]["bounds"]}
+    assert all(b["proved"] for b in bounds.values()) and "ERNN inner update" in bounds
+    assert rep["quantized"]["calibration"]["profile"]["chosen"] == "fast"
+
+
+def test_fit_offers_ernn(tmp_path):
     np.save(tmp_path / "X.npy", np.zeros((10, 4, 2), np.float32))
     np.save(tmp_path / "y.npy", np.arange(10) % 2)
     err = _one_line_error(_run("fit", "--data", tmp_path / "X.npy", "--labels", tmp_path / "y.npy",
-                               "--board", "uno", "--cells", "ERNN", "-o", tmp_path / "fit"))
-    assert "expected a comma-separated list of FastGRNN, FastRNN" in err
+                               "--board", "uno", "--cells", "GRU", "-o", tmp_path / "fit"))
+    assert "expected a comma-separated list of FastGRNN, FastRNN, ERNN" in err
+    assert not (tmp_path / "fit").exists()
 
 
 # --- training -----------------------------------------------------------------------------------

@@ -162,6 +162,64 @@ def test_chosen_model_builds_within_the_predicted_size(local_run, data, tmp_path
 
 
 @pytest.mark.slow
+def test_default_search_includes_every_deployable_cell(local_run) -> None:
+    from edgecompile.ir.model import DEPLOYABLE_CELLS
+
+    out, _ = local_run
+    rows = _trials_table(out)
+    assert "ERNN" in DEPLOYABLE_CELLS and {r["cell"] for r in rows} == set(DEPLOYABLE_CELLS), rows
+    for r in rows:
+        if r["cell"] == "ERNN":  # searched with 1 or 2 inner steps, in its only profile
+            assert r["inner_steps"] in ("1", "2") and r["profile"] == "fast", r
+        else:  # the Uno's export: fast where the AVR kernel has its assembly, else precise
+            assert r["inner_steps"] == "" and r["profile"] in ("fast", "precise"), r
+            assert (r["profile"] == "precise") == (float(r["sparsity"]) > 0), r
+        assert r["error"] == "" and float(r["accuracy_val"]) >= 0.0, r
+
+
+def _build_and_run(model: Path, board: str, bits: str, calib: Path, work: Path) -> dict[str, float]:
+    """Flash and RAM as ``build`` links them, cycles per step as ``verify --emulate`` measures."""
+    fw = work / f"fw-{board}"
+    res = run("export", str(model), "--board", board, "--calib", str(calib), "--bits", bits, "-o", str(fw))
+    assert res.returncode == 0, res.stderr
+    res = run("build", str(fw), "--json", str(work / f"b-{board}.json"))
+    assert res.returncode == 0, res.stderr
+    x = work / "x2.npy"
+    np.save(x, np.load(calib)[:2])
+    res = run("verify", str(fw), "--emulate", "--data", str(x), "--json", str(work / f"v-{board}.json"))
+    assert res.returncode == 0, res.stderr
+    linked = json.loads((work / f"b-{board}.json").read_text())["linked"]
+    verify = json.loads((work / f"v-{board}.json").read_text())
+    assert linked["ok"] and verify["mismatched"] == []
+    return {"flash": linked["flash_used"], "ram": linked["ram_used"], "cycles": verify["cycles_per_step"]}
+
+
+@pytest.mark.slow
+def test_ernn_trial_builds_and_runs_within_the_predicted_costs(local_run, data, tmp_path) -> None:
+    """An ERNN the search trained, built and run on the emulated Uno and micro:bit against the
+    cost model's prediction from the trial's stored features (ERNN's one profile on both)."""
+    from edgecompile.fit import costmodel
+
+    out, _ = local_run
+    rows = {r["key"]: r for r in _trials_table(out)}
+    ernn = sorted(k for k, r in rows.items() if r["cell"] == "ERNN")
+    assert ernn, "the search tried no ERNN"
+    key = ernn[0]
+    record = json.loads((out / "trials" / f"{key}.json").read_text())
+    assert record["profile"] == "fast" and record["inner_steps"] in (1, 2)
+    for board in ("uno", "microbit"):
+        model = costmodel.for_board(board)
+        predicted = model.predict(record["features"])
+        if board == "uno":  # what the search reported is this very prediction
+            assert int(rows[key]["flash_bytes"]) == predicted.flash_bytes
+        measured = _build_and_run(out / "trials" / f"{key}.npz", board, rows[key]["bits"], data[0], tmp_path)
+        for target, value, limit in (("flash", predicted.flash_bytes, 0.10), ("ram", predicted.ram_bytes, 0.10),
+                                     ("cycles", predicted.cycles_per_step, 0.15)):
+            err = abs(value - measured[target]) / measured[target]
+            assert err <= max(model.errors[target], limit), (board, target, value, measured[target])
+
+
+@pytest.mark.slow
 def test_no_model_fits_names_the_smallest(local_run, data, tmp_path) -> None:
     out, _ = local_run
     tight = tmp_path / "tight"
@@ -193,6 +251,7 @@ def test_refuses_a_foreign_directory_and_unknown_boards(data, tmp_path) -> None:
     args = fit_args(data, tmp_path / "y", "--cells", "LSTM")
     res = run(*args)
     assert res.returncode == 2 and "FastGRNN" in res.stderr and "FastRNN" in res.stderr
+    assert "ERNN" in res.stderr
 
 
 def _descendants(pid: int) -> set[int]:
@@ -262,11 +321,12 @@ def test_ctrl_c_stops_the_cluster_and_keeps_finished_trials(data, tmp_path) -> N
 # ---------------------------------------------------------------------------- properties
 
 @settings(max_examples=40, deadline=None)
-@given(seed=st.integers(0, 2**31), inputs=st.integers(1, 20), bits=st.sampled_from([(8,), (16,), (8, 16)]))
-def test_batches_are_deterministic_new_and_in_the_space(seed, inputs, bits) -> None:
+@given(seed=st.integers(0, 2**31), inputs=st.integers(1, 20), bits=st.sampled_from([(8,), (16,), (8, 16)]),
+       cells=st.sampled_from([("FastGRNN", "FastRNN"), ("FastGRNN", "FastRNN", "ERNN"), ("ERNN",)]))
+def test_batches_are_deterministic_new_and_in_the_space(seed, inputs, bits, cells) -> None:
     from edgecompile.fit.space import HIDDEN, Space, next_batch
 
-    space = Space(("FastGRNN", "FastRNN"), bits, inputs)
+    space = Space(cells, bits, inputs)
     proposed: list = []
     for b in range(3):
         elite = sorted(proposed)[:3]
@@ -276,7 +336,28 @@ def test_batches_are_deterministic_new_and_in_the_space(seed, inputs, bits) -> N
         for c in batch:
             assert c.hidden in HIDDEN and c.bits in bits and c.wrank < max(inputs, 1) + (c.wrank == 0)
             assert c.urank < c.hidden and (c.wrank == 0 or c.wrank < inputs)
+            assert c.cell in cells
+            # ERNN takes 1 or 2 inner steps a time step; the other cells none
+            assert c.inner_steps in ((1, 2) if c.cell == "ERNN" else (0,)), c
         proposed += batch
+
+
+def test_inner_steps_enter_an_ernn_configuration_only() -> None:
+    from edgecompile.fit.search import trial_key
+    from edgecompile.fit.space import Candidate
+
+    k1 = Candidate("ERNN", 16, 0, 4, 0.5, 8, inner_steps=1)
+    k2 = Candidate("ERNN", 16, 0, 4, 0.5, 8, inner_steps=2)
+    assert json.loads(k1.canonical())["inner_steps"] == 1 and json.loads(k2.canonical())["inner_steps"] == 2
+    assert k1.train_seed(0) != k2.train_seed(0)
+    assert trial_key(k1, "d", 0, 2) != trial_key(k2, "d", 0, 2)
+    assert "K=2" in k2.text() and "K=" not in Candidate("FastRNN", 16, 0, 4, 0.5, 8).text()
+    # a FastRNN's configuration is the six coordinates it had before ERNN joined the space
+    rnn = Candidate("FastRNN", 16, 0, 4, 0.5, 8)
+    assert json.loads(rnn.canonical()) == {"cell": "FastRNN", "hidden": 16, "wrank": 0, "urank": 4,
+                                           "sparsity": 0.5, "bits": 8}
+    # the fast profile's trial is another trial than the precise one
+    assert trial_key(rnn, "d", 0, 2, "auto") != trial_key(rnn, "d", 0, 2)
 
 
 @settings(max_examples=60, deadline=None)

@@ -32,7 +32,7 @@ def _seeds() -> list[bytes]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("steps_per_frame", [1, 64])
+@pytest.mark.parametrize("steps_per_frame", [1, pytest.param(64, marks=pytest.mark.slowest)])
 def test_libfuzzer_frame_parser(tmp_path, steps_per_frame):
     clang = hb.need("clang")
     exe = tmp_path / "ech_fuzz"

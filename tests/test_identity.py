@@ -65,7 +65,7 @@ def data(tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("board", ["uno", "mps2_an385"])
+@pytest.mark.parametrize("board", ["uno", pytest.param("mps2_an385", marks=pytest.mark.slowest)])
 def test_stale_build_on_the_board_is_named_not_a_parity_failure(data, board):
     d = data["dir"] / board
     model = TINY / "model.npz"

@@ -135,7 +135,9 @@ def _usps_cell():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("board,bits,shape,define", EMULATED,
+@pytest.mark.parametrize("board,bits,shape,define",
+                         [pytest.param(*e, marks=pytest.mark.slowest) if e == ("uno", 16, "wide", None) else e
+                          for e in EMULATED],
                          ids=[f"{b}-int{n}-{sh}-{d or 'default'}" for b, n, sh, d in EMULATED])
 def test_kernels_on_emulators(tmp_path, monkeypatch, board, bits, shape, define):
     from edgecompile.pipeline.export import export_project

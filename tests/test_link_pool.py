@@ -26,6 +26,7 @@ from edgecompile.link.timeouts import Timeouts
 
 from . import harness_build as hb
 from .helpers import standin
+from .helpers.emulator import HookedPort, reset_before
 from .helpers.models import make_inputs, make_model
 
 pytestmark = pytest.mark.slow
@@ -44,31 +45,6 @@ def sequences(n: int, seed: int = 3) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
     return [rng.integers(-900, 900, (int(rng.integers(1, 70)), standin.D)).astype(np.int16)
             for _ in range(n)]
-
-
-class Tap:
-    """A port wrapper calling ``hook(n)`` before the n-th write (the wrapper has no file
-    descriptor, so its client reads by polling)."""
-
-    def __init__(self, port, hook):
-        self.port, self.hook, self.n = port, hook, 0
-
-    timeout = property(lambda s: s.port.timeout, lambda s, v: setattr(s.port, "timeout", v))
-    in_waiting = property(lambda s: s.port.in_waiting)
-
-    def write(self, data):
-        self.n += 1
-        data = self.hook(self.n, bytes(data))
-        return self.port.write(data)
-
-    def read(self, n):
-        return self.port.read(n)
-
-    def flush(self):
-        self.port.flush()
-
-    def reset_input_buffer(self):
-        self.port.reset_input_buffer()
 
 
 def pool_of(emus, wrap=None, timeouts: Timeouts | None = None):
@@ -107,7 +83,7 @@ def test_pool_corrupted_request_is_retransmitted(mps2_elf):
                 data = bytearray(data)
                 data[len(data) // 2] ^= 0x10
             return bytes(data)
-        return Tap(port, hook)
+        return HookedPort(port, hook)
 
     xs = sequences(16, seed=4)
     with emulate_many("mps2_an385", mps2_elf, 2) as emus:
@@ -123,15 +99,8 @@ def test_pool_reset_mid_run_restarts_the_sequence(tmp_path):
     hb.need("simavr")
     elf = hb.build_avr(tmp_path)
     with emulate_many("uno", elf, 2) as emus:
-        def reset(k, port):
-            def hook(n, data):
-                if k == 0 and n == 6:  # a real core reset of one instance, mid-sequence
-                    emus[0].reset()
-                    deadline = time.monotonic() + 5
-                    while "RESET" not in emus[0].events() and time.monotonic() < deadline:
-                        time.sleep(0.01)
-                return data
-            return Tap(port, hook)
+        def reset(k, port):  # a real core reset of one instance, mid-sequence
+            return HookedPort(port, reset_before(emus[0], at=6) if k == 0 else lambda n, data: data)
 
         rng = np.random.default_rng(8)
         xs = [rng.integers(-900, 900, (12, standin.D)).astype(np.int16) for _ in range(8)]
@@ -151,7 +120,7 @@ def test_pool_device_that_stops_answering_ends_the_run(mps2_elf):
                 if k == 1 and n == 4:
                     os.kill(emus[1].proc.pid, signal.SIGSTOP)  # the board hangs
                 return data
-            return Tap(port, hook)
+            return HookedPort(port, hook)
 
         pool, ports = pool_of(emus, freeze, quick)
         t0 = time.monotonic()

@@ -215,7 +215,8 @@ def test_corner_inputs_on_every_kernel_family(backend, kernel):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", HOST_FAMILIES)
+@pytest.mark.parametrize("backend", [b if b == "avr" else pytest.param(b, marks=pytest.mark.slowest)
+                                     for b in HOST_FAMILIES])
 def test_every_input_on_every_kernel_family(backend):
     """As above over all 65,536 inputs (two libraries of 32,768 units per pairing), fast kernels."""
     u = np.arange(-32768, 32768)

@@ -112,8 +112,9 @@ def _fast_models() -> list[tuple[str, QuantizedModel]]:
 FAST_MODELS = _fast_models()
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("kernel", ["fast", "reference"])
+@pytest.mark.parametrize("kernel,backend", [(k, b) if k == "fast" or b == "native"
+                                            else pytest.param(k, b, marks=pytest.mark.slowest)
+                                            for k in ("fast", "reference") for b in BACKENDS])
 def test_fast_profile_host_c_bit_exact(backend, kernel):
     flags = PLAIN + (["-DEC_KERNEL_REFERENCE"] if kernel == "reference" else [])
     for i, (_, qm) in enumerate(FAST_MODELS):
@@ -261,15 +262,20 @@ def test_cli_predict_evaluate_export_profiles(files, tmp_path):
 
 
 def test_cli_export_auto_follows_the_board(files, tmp_path):
-    """Default auto: fast on a Cortex-M board; precise on AVR, whose assembly serves precise."""
+    """Default auto: fast on a Cortex-M board, and on AVR where its kernel has fast-profile
+    assembly for the model; precise on AVR for a sparse model (the fast step would be C)."""
     d = files
-    for board, chosen in (("uno", "precise"), ("mps2_an385", "fast")):
-        res = _cli("export", str(d / "m.npz"), "--board", board, "--calib", str(d / "X.npy"),
-                   "-o", str(tmp_path / board))
-        qm = load_qmodel(next((tmp_path / board).glob("*.qmodel.json")))
-        assert qm.profile == chosen, res.stderr
+    np.savez(d / "sparse.npz", **make_arrays(D=4, H=8, C=3, sparsity=0.9))
+    for board, model, chosen in (("uno", "m", "fast"), ("mps2_an385", "m", "fast"),
+                                 ("uno", "sparse", "precise"), ("mps2_an385", "sparse", "fast")):
+        out = tmp_path / f"{board}_{model}"
+        res = _cli("export", str(d / f"{model}.npz"), "--board", board, "--calib", str(d / "X.npy"),
+                   "-o", str(out))
+        qm = load_qmodel(next(out.glob("*.qmodel.json")))
+        assert qm.profile == chosen, (board, model, res.stderr)
         assert qm.calibration["profile"]["requested"] == "auto"
-        assert ("auto: precise, because the avr kernel" in res.stderr) == (board == "uno"), res.stderr
+        assert ("auto: precise, because the avr kernel" in res.stderr) == (chosen == "precise"), res.stderr
+        assert any(f.sparse for f in (*qm.W.factors, *qm.U.factors)) == (model == "sparse")
     # an explicit request is kept on AVR too
     _cli("export", str(d / "m.npz"), "--board", "uno", "--profile", "fast", "--calib", str(d / "X.npy"),
          "-o", str(tmp_path / "uno_fast"))

@@ -238,7 +238,8 @@ def test_cli_export_raw_scale_and_predict_raw_int16(tmp_path):
     p = run("predict", "fw", "--raw-int16", "raw.npy", "-o", "l.npy", "--json", "-", cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout)["n"] == 40
-    qm = vowels()
+    qm = qmodel_from_json((tmp_path / "fw" / "model.qmodel.json").read_text())  # what was exported
+    assert qm.raw_scale is not None and np.all(qm.raw_scale == 1e-4)
     want = simulate(qm, quantize_raw_inputs(qm, raw)) / 2.0**qm.logit_frac
     assert np.array_equal(np.load(tmp_path / "l.npy"), want)
     # without --raw-scale: no raw helper, and predict --raw-int16 says why in one line

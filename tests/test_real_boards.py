@@ -211,6 +211,7 @@ MATRIX = [(b, m, bits) for b in sorted(TWINS) for m in MODELS for bits in (8, 16
 
 
 @pytest.mark.slow
+@pytest.mark.slowest
 @pytest.mark.parametrize("board,model,bits", MATRIX, ids=[f"{b}-{m}-int{n}" for b, m, n in MATRIX])
 def test_twin_bit_exact_matrix(tmp_path, board, model, bits):
     verify_on_twin(tmp_path, board, model, bits)

@@ -10,6 +10,8 @@ FastRNN::
 
     J_t = sigmoid(beta) * I + U @ diag(sigmoid(alpha) * dc)
 
+ERNN: the product of its K inner steps' linearisations (:func:`_ernn_jacobians`).
+
 where ``z``/``c`` are the gate and update values at the step and ``dz``/``dc`` their derivatives.
 The gate makes the linearisation state-dependent, so it is evaluated at real (calibration) states.
 """
@@ -54,7 +56,7 @@ def step_jacobians(model: FloatModel, h_prev: np.ndarray, x_n: np.ndarray) -> np
         zeta, nu = sigmoid(np.float64(p.zeta)), sigmoid(np.float64(p.nu))
         diag, g = z, dz * (h_prev - zeta * c) + (zeta * (1.0 - z) + nu) * dc
     elif isinstance(p, ERNNParams):
-        raise ValueError("step Jacobians of ERNN models are not available")
+        return _ernn_jacobians(model, p, h_prev, x_n @ W, U)
     else:
         c, dc = nonlinearity_and_derivative(model.update_nl, pre + p.bias)
         beta, alpha = sigmoid(np.float64(p.beta)), sigmoid(np.float64(p.alpha))
@@ -63,6 +65,21 @@ def step_jacobians(model: FloatModel, h_prev: np.ndarray, x_n: np.ndarray) -> np
     idx = np.arange(U.shape[0])
     J[:, idx, idx] += diag
     return J
+
+
+def _ernn_jacobians(model: FloatModel, p: ERNNParams, h: np.ndarray, xw: np.ndarray, U: np.ndarray) -> np.ndarray:
+    """ERNN's ``dh_t/dh_{t-1}`` through its K inner steps: with ``G_0 = I`` and ``S_i = G_{i-1} + I``
+    (the derivative of ``s_i = g_{i-1} + h``), ``G_i = G_{i-1} + eta_i (S_i U diag(phi'_i) - alpha S_i)``."""
+    eye = np.eye(h.shape[1])
+    G = np.broadcast_to(eye, (h.shape[0], *eye.shape)).copy()
+    g = h
+    for eta in p.eta:
+        s = g + h
+        phi, dphi = nonlinearity_and_derivative(model.update_nl, s @ U + xw + p.bias)
+        S = G + eye
+        G = G + eta * ((S @ U) * dphi[:, None, :] - p.alpha * S)
+        g = g + eta * (phi - p.alpha * s)
+    return G
 
 
 _M = TypeVar("_M", FloatModel, QuantizedModel)

@@ -43,8 +43,9 @@ def inspect_report(model: FloatModel | QuantizedModel) -> dict[str, Any]:
     weights = sum(int(m["params"]) for m in matrices.values())
     vectors = model.hidden_dim * (2 if model.cell == "FastGRNN" else 1) + model.num_classes + 2
     ernn = model.params if isinstance(model, FloatModel) and isinstance(model.params, ERNNParams) else None
-    inner = 1 if ernn is None else ernn.inner_steps
-    if ernn is not None:  # B [H], eta [K] and alpha instead of two scalars
+    q_eta = model.eta if isinstance(model, QuantizedModel) else None
+    inner = ernn.inner_steps if ernn is not None else len(q_eta) if q_eta else 1
+    if model.cell == "ERNN":  # B [H], eta [K] and alpha instead of two scalars
         vectors += inner - 1
     params = weights + vectors
     # ERNN: x @ W + B once per time step, a product by U in each of the K inner steps
@@ -52,6 +53,11 @@ def inspect_report(model: FloatModel | QuantizedModel) -> dict[str, Any]:
                for name in ("W", "U") for f in factors[name])
     extra: dict[str, Any] = {} if ernn is None else {
         "inner_steps": inner, "eta": [float(e) for e in ernn.eta], "alpha": float(ernn.alpha)}
+    if isinstance(model, QuantizedModel) and q_eta:  # the constants as the integers hold them
+        eta, decay, _, _ = model.ernn_terms()
+        eta_real = [v / 2.0 ** (model.eta_frac or 0) for v in eta]
+        extra = {"inner_steps": inner, "eta": eta_real,
+                 "alpha": decay[0] / 2.0 ** (model.decay_frac or 0) / eta_real[0]}
     return {
         "cell": model.cell,
         "input_dim": model.input_dim,
@@ -144,14 +150,20 @@ def quant_report(qm: QuantizedModel) -> dict[str, Any]:
     m: QMatrix
     for name, m in (("W", qm.W), ("U", qm.U)):
         matrices[name] = {
-            "computed_as": "two products (low rank)" if m.low_rank else "one product (dense)",
+            "computed_as": ("two products (low rank)" if m.low_rank else "one product (dense)")
+            + (f", in each of the {len(qm.eta)} inner steps" if name == "U" and qm.eta else ""),
             "factors": [{"shape": list(f.shape), "frac": f.frac, "storage": "sparse" if f.sparse else "dense",
                          "nonzeros": f.nonzeros} for f in m.factors],
             "mid_frac": m.mid_frac,
-            "macs": m.macs(),
+            "macs": m.macs() * (len(qm.eta) if name == "U" and qm.eta else 1),
         }
     used = {qm.update_nl} | ({qm.gate_nl} if qm.cell == "FastGRNN" else set())
-    errors = measure_errors()
+    if qm.profile == "fast":
+        from edgecompile.sim.fast import measure_fast_errors
+
+        errors = measure_fast_errors()
+    else:
+        errors = measure_errors()
     return {
         "bits": qm.bits,
         "summary": qm.summary(),
@@ -163,6 +175,9 @@ def quant_report(qm: QuantizedModel) -> dict[str, Any]:
         "bounds": [b.to_json() for b in bound_report(qm)],
         "nonlinearity_error_lsb": {k: v for k, v in errors.items()},
         "nonlinearities_used": sorted(used),
+        "ernn": None if qm.eta is None else {
+            "eta": list(qm.eta), "eta_frac": qm.eta_frac, "decay": list(qm.decay or ()),
+            "decay_frac": qm.decay_frac},
         "calibration": qm.calibration,
     }
 

@@ -17,11 +17,11 @@ from edgecompile.errors import BoardError, DataError
 if typing.TYPE_CHECKING:
     from edgecompile.fit.search import Limits
 
-CHOSEN_KEYS = ("hidden", "wrank", "urank", "sparsity", "cell", "bits", "accuracy_val",
-               "flash_bytes", "ram_bytes", "cycles_per_step")
-CSV_KEYS = ("key", "cell", "hidden", "wrank", "urank", "sparsity", "bits", "accuracy_val",
-            "accuracy_train", "flash_bytes", "ram_bytes", "cycles_per_step", "ms_per_step",
-            "fits", "seconds", "error")
+CHOSEN_KEYS = ("hidden", "wrank", "urank", "sparsity", "cell", "inner_steps", "bits", "profile",
+               "accuracy_val", "flash_bytes", "ram_bytes", "cycles_per_step")
+CSV_KEYS = ("key", "cell", "hidden", "wrank", "urank", "sparsity", "bits", "inner_steps", "profile",
+            "accuracy_val", "accuracy_train", "flash_bytes", "ram_bytes", "cycles_per_step",
+            "ms_per_step", "fits", "seconds", "error")
 
 
 def supported_cells() -> tuple[str, ...]:
@@ -35,6 +35,7 @@ def _public(rec: dict[str, Any]) -> dict[str, Any]:
     out = {k: rec.get(k) for k in CHOSEN_KEYS}
     out["wrank"] = rec["wrank"] or None  # null: a full matrix
     out["urank"] = rec["urank"] or None
+    out["inner_steps"] = rec.get("inner_steps") or None  # null: a cell without inner steps
     out["ms_per_step"] = rec.get("ms_per_step")
     out["fits"] = bool(rec.get("fits"))
     return out
@@ -46,7 +47,8 @@ def _csv(records: list[dict[str, Any]]) -> bytes:
     w.writerow(CSV_KEYS)
     for r in records:
         w.writerow(["full" if k in ("wrank", "urank") and r[k] == 0 else
-                    "" if r.get(k) is None else r.get(k) for k in CSV_KEYS])
+                    "" if r.get(k) is None or (k == "inner_steps" and not r[k]) else r.get(k)
+                    for k in CSV_KEYS])
     return buf.getvalue().encode()
 
 
@@ -60,7 +62,9 @@ def _csv(records: list[dict[str, Any]]) -> bytes:
               help="Latency limit per time step: predicted cycles / the board's clock.")
 @click.option("--bits", type=click.Choice(["8", "16", "auto"]), default="8", show_default=True,
               help="Weight width; auto searches 8 and 16.")
-@click.option("--cells", default=None, help="Comma-separated cells to search [default: every supported cell].")
+@click.option("--cells", default=None,
+              help="Comma-separated cells to search [default: every deployable cell; ERNN with "
+                   "K = 1 or 2 inner steps].")
 @click.option("--trials", type=click.IntRange(1), default=32, show_default=True, help="Candidates to train.")
 @click.option("--epochs", type=click.IntRange(1), default=30, show_default=True, help="Training epochs per trial.")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -78,9 +82,10 @@ def fit(data: str, labels: str | None, board: str, max_ms_per_step: float | None
         scheduler: str | None, quiet: bool, json_path: str | None, out: str) -> None:
     """Search the most accurate model that fits BOARD (flash, RAM, latency), on Dask.
 
-    Trains --trials candidates (cell, hidden size, ranks, sparsity, bits), scores each with the
-    bit-exact integer simulator on a held-out validation split, predicts its firmware's flash,
-    RAM and cycles per step from the board's fitted cost model, and writes OUT/model.npz (the
+    Trains --trials candidates (cell, hidden size, ranks, sparsity, bits; an ERNN's inner steps),
+    quantizes each in the profile export takes for BOARD, scores it with the bit-exact integer
+    simulator on a held-out validation split, predicts its firmware's flash, RAM and cycles per
+    step from the board's fitted cost model, and writes OUT/model.npz (the
     chosen checkpoint), OUT/trials.csv and OUT/pareto.png. Deterministic for a seed on any
     cluster; finished trials are cached in OUT/trials/ and a re-run skips them.
     """
@@ -149,9 +154,9 @@ def fit(data: str, labels: str | None, board: str, max_ms_per_step: float | None
 
 
 def _describe(rec: dict[str, Any]) -> str:
-    from edgecompile.fit.space import Candidate
+    from edgecompile.fit.search import candidate_of
 
-    return Candidate(**{k: rec[k] for k in Candidate.__dataclass_fields__}).text()
+    return candidate_of(rec).text()
 
 
 def _no_fit(records: list[dict[str, Any]], limits: Limits) -> str:

@@ -21,8 +21,9 @@ PROFILE_OPT = click.option(
     "--profile", type=click.Choice(["auto", "precise", "fast"]), default=None,
     help="Arithmetic profile (docs/fixed-point.md). precise: interpolated sigmoid/tanh tables "
          "(error <= 1.7/3.4 LSB of Q14), the most faithful to float. fast: direct 512-entry tables "
-         "(<= 64/128 LSB), a per-model gate-coefficient table and one floor shift per unit: about "
-         "a quarter fewer instructions per step on Cortex-M, usually the same argmax. auto: fast, unless the "
-         "calibration data (--calib) shows fast changing an argmax that precise gets right, "
-         "and precise when exporting for AVR, whose assembly kernel runs precise faster "
+         "(<= 64/128 LSB), a per-model gate-coefficient table and one floor shift per unit: "
+         "a quarter to a third fewer cycles per step, usually the same argmax. auto: fast, unless the "
+         "calibration data (--calib) shows fast changing an argmax that precise gets right; when "
+         "exporting for AVR also precise for a model its fast assembly does not cover (sparse factors, "
+         "a relu gate); ERNN: always fast, its only profile "
          "[default: auto; a quantized model or project keeps its own].")

@@ -166,8 +166,10 @@ def build_context(qm: QuantizedModel, name: str) -> dict[str, Any]:
     for nl in {qm.update_nl, qm.gate_nl if qm.cell == "FastGRNN" else qm.update_nl}:
         if nl not in _NL_FUNCTIONS:
             raise CodegenError(f"nonlinearity {nl!r} has no fixed-point rendering")
-    if qm.cell not in ("FastGRNN", "FastRNN"):
+    if qm.cell not in ("FastGRNN", "FastRNN", "ERNN"):
         raise CodegenError(f"cell {qm.cell!r} has no C rendering")
+    if qm.cell == "ERNN" and qm.profile != "fast":
+        raise CodegenError("an ERNN model renders in the fast profile only: the quantized model is corrupt")
     if not 0 <= qm.in_frac <= 15 or not 0 <= qm.hid_frac <= 15:
         raise CodegenError("input/hidden Q formats outside 0..15: the quantized model is corrupt")
 
@@ -228,13 +230,42 @@ def build_context(qm: QuantizedModel, name: str) -> dict[str, Any]:
                            and -15 <= qm.residual_shift <= 30)
     if grnn and ctx["bias_gate"] is None:
         raise CodegenError("FastGRNN without a gate bias: the quantized model is corrupt")
-    for key in (("zeta", "nu") if grnn else ("alpha", "beta")):
+    for key in (("zeta", "nu") if grnn else () if qm.cell == "ERNN" else ("alpha", "beta")):
         if ctx[key] is None or not 0 <= ctx[key] <= 16384:
             raise CodegenError(f"residual scalar {key} missing or outside [0, 16384]")
     if H > 65535 or D > 65535:
         raise CodegenError("dimensions above 65535 are not supported")
     ctx.update(_fast_context(qm, nls))
+    ctx["avr_fast_covered"] = avr_fast_step(qm)
+    ctx["ernn"] = _ernn_context(qm)
+    if ctx["ernn"] is not None:
+        # ERNN has no residual shift; eta * phi is rescaled by a multiplication when its shift is < 0
+        ctx["uses_mul_pow2"] = any(s < 0 for s in shifts) or ctx["ernn"]["eta_shift"] < 0
     return ctx
+
+
+def avr_fast_step(qm: QuantizedModel) -> bool:
+    """The AVR kernel has its own assembly step for this model in the fast profile: FastGRNN with
+    any gate but relu, or FastRNN, with dense (not sparse) factors and a residual shift in
+    [-15, 30]; other models run the fast profile's shared C step there."""
+    factors = [*qm.W.factors, *qm.U.factors]
+    return (qm.cell in ("FastGRNN", "FastRNN") and not (qm.cell == "FastGRNN" and qm.gate_nl == "relu")
+            and -15 <= qm.residual_shift <= 30 and not any(f.sparse for f in factors))
+
+
+def _ernn_context(qm: QuantizedModel) -> dict[str, Any] | None:
+    """ERNN's inner-step constants (docs/fixed-point.md, "ERNN"): eta_i and eta_i * alpha as
+    int16 in flash, with the two rescaling shifts."""
+    if qm.cell != "ERNN":
+        return None
+    eta, decay, eta_shift, decay_shift = qm.ernn_terms()
+    if not (-30 <= eta_shift <= 30 and 1 <= decay_shift <= 30):
+        raise CodegenError("ERNN shifts outside their ranges: the quantized model is corrupt")
+    return {"K": len(eta), "eta": _ints(np.asarray(eta), 1, INT16_MAX, "ERNN eta"),
+            "decay": _ints(np.asarray(decay), 0, INT16_MAX, "ERNN decay"),
+            "eta_frac": qm.eta_frac, "decay_frac": qm.decay_frac,
+            "eta_shift": eta_shift, "decay_shift": decay_shift,
+            "k_loop": _uint_for(len(eta))}
 
 
 def _fast_context(qm: QuantizedModel, nls: list[str]) -> dict[str, Any]:

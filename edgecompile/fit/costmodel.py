@@ -2,8 +2,12 @@
 
 The prediction is a linear model per board over counts the generated code depends on
 (:func:`features`): weight bytes of the dense and of the sparse factors, index bytes, rows,
-multiply-accumulates at each bit width and storage, H, D, C, the cell. The coefficients are
-fitted by least squares to measured builds of the parity firmware (``edgecompile build``:
+multiply-accumulates at each bit width and storage, unit updates, nonlinearities, H, D, C, the
+cell (an ERNN runs U's products and its update K times a step), the arithmetic profile of
+the quantized model (the one ``export`` takes for the board, as ``fit`` quantizes its trials)
+and the step the code runs for it (on AVR: the precise assembly, the fast-profile assembly, or
+the shared fast C step; each has its own coefficients there). The coefficients are fitted
+by least squares to measured builds of the parity firmware (``edgecompile build``:
 flash = ``.text + .data``, RAM = static ``.data + .bss``) and to the cycles per step that
 ``edgecompile verify --emulate`` reports, and shipped in ``costmodel.json`` beside this module.
 ``benchmarks/fit_costmodel.py`` re-measures and refits them (re-run it whenever the kernels or
@@ -20,21 +24,165 @@ from typing import Any
 
 import numpy as np
 
+from edgecompile.codegen.context import avr_fast_step
 from edgecompile.errors import BoardError
-from edgecompile.ir.qmodel import QFactor, QuantizedModel
+from edgecompile.ir.qmodel import QuantizedModel
 
 COSTMODEL_PATH = Path(__file__).with_name("costmodel.json")
 TARGETS = ("flash", "ram", "cycles")
 
-#: The features each target is a linear function of (the names of :func:`features`' keys).
-TERMS: dict[str, tuple[str, ...]] = {
-    "flash": ("one", "weight_bytes_dense", "weight_bytes_sparse", "index_bytes", "rows_dense",
-              "factors_dense", "factors_sparse", "hidden", "grnn", "bits16"),
-    "ram": ("one", "hidden", "inputs", "classes", "ranks", "grnn", "bits16", "frame_bytes"),
-    "cycles": ("one", "macs_dense8", "macs_dense16", "macs_sparse8", "macs_sparse16", "rows_dense",
-               "rows_sparse", "rows16", "hidden", "grnn_hidden", "inputs", "factors", "fc_per_step",
-               "per_step"),
+#: For each target, the feature sets a board's fit chooses from (``benchmarks/fit_costmodel.py``
+#: takes, per board and target, the one with the lowest worst leave-one-out error on the fitting
+#: builds; the held-out builds only measure the choice). Names are :func:`features`' keys and
+#: those :meth:`BoardCostModel.terms` adds.
+_CYCLES_BASE = ("one", "macs_dense8", "macs_dense16", "macs_sparse8", "macs_sparse16", "rows_dense",
+                "rows_sparse", "rows16", "hidden", "grnn_hidden", "inputs", "factors", "fc_per_step",
+                "per_step")
+_CYCLES_STEP = ("one", "macs_dense8", "macs_dense16", "macs_sparse8", "macs_sparse16",
+                "macs_cols_first", "macs_cols_first_looped", "macs_cols_final",
+                "macs_cols_final_spilled", "cols_passes", "rows_cols_first", "rows_first", "rows_dense",
+                "rows_sparse", "unit_updates", "nl_smooth", "grnn_hidden", "copy_units", "fc_per_step",
+                "fc_cols_per_step", "per_step")
+_FLASH_BASE = ("one", "weight_bytes_dense", "weight_bytes_sparse", "index_bytes", "rows_dense",
+               "factors_dense", "factors_sparse", "hidden", "grnn", "bits16")
+TERM_SETS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "flash": (_FLASH_BASE, (*_FLASH_BASE, "fast", "ernn"), (*_FLASH_BASE, "fast", "ernn", "cols_passes"),
+              (*_FLASH_BASE, "fast", "ernn", "cols_passes", "cols_final_rank"),
+              (*_FLASH_BASE, "fast", "ernn", "cols_passes", "ernn_hidden", "rows_sparse")),
+    "ram": (("one", "hidden", "inputs", "classes", "ranks", "grnn", "bits16", "frame_bytes"),),
+    "cycles": ((*_CYCLES_BASE, "fast_units", "per_unit_units", "nl_smooth", "copy_units", "rows_first",
+                "ernn_units"),
+               _CYCLES_STEP, (*_CYCLES_STEP, "per_unit_units", "ernn_units"),
+               (*_CYCLES_STEP, "per_unit_units", "ernn_units", "macs_fast", "fast_units")),
 }
+#: The terms that a profile-split set takes once more for the fast profile (``fast:NAME``).
+FAST_SPLIT = ("macs_dense8", "macs_dense16", "macs_sparse8", "macs_sparse16", "rows_dense", "rows_sparse",
+              "rows_first", "unit_updates", "ernn_units", "fc_per_step", "per_step", "weight_bytes_dense",
+              "weight_bytes_sparse", "index_bytes", "factors_dense", "factors_sparse", "hidden")
+_SPLIT_CYCLES = ("one", "fast", "macs_dense8", "macs_dense16", "macs_sparse8", "macs_sparse16", "rows_first",
+                 "rows_dense", "rows_sparse", "rows16", "unit_updates", "per_unit_units", "nl_smooth",
+                 "grnn_hidden", "copy_units", "inputs", "fc_per_step", "per_step")
+TERM_SETS["cycles"] += ((*_SPLIT_CYCLES, *(f"fast:{t}" for t in FAST_SPLIT[:11])),)
+TERM_SETS["flash"] += ((*_FLASH_BASE, "fast", "ernn", *(f"fast:{t}" for t in FAST_SPLIT[11:])),)
+#: The indicators that split a term by the step the code runs (``PREFIX:NAME`` is the indicator
+#: times NAME): ``fast`` the fast profile, ``asm`` the AVR kernel's fast-profile assembly
+#: (``codegen.context.avr_fast_step``), ``fastc`` the fast profile without it (on AVR the shared
+#: C step, ERNN's; on Cortex-M every fast-profile model). On AVR the three regimes (precise,
+#: ``asm``, ``fastc``) each take their own coefficients in the regime sets below.
+SPLITS = {"fast": "fast", "asm": "avr_asm", "fastc": "fast_c"}
+_REGIME_CYCLES = ("one", "macs_dense8", "macs_dense16", "macs_sparse8", "macs_sparse16", "rows_first",
+                  "rows_dense", "rows_sparse", "unit_updates", "per_unit_units", "grnn_hidden", "copy_units",
+                  "fc_per_step", "per_step", "avr_calls", "avr_vsum", "macs_regs", "fc_vsum_per_step")
+#: The AVR precise and fast assembly steps share the row-sum routines; the fast one adds the
+#: column-outer ones and its own unit update.
+_AVR_SHARED = (*_REGIME_CYCLES, "avr_cols", "macs_fcol8", "macs_fcol16")
+_ASM_CYCLES = ("one", "macs_dense8", "macs_dense16", "rows_first", "rows_dense", "unit_updates", "grnn_hidden",
+               "copy_units", "avr_calls", "avr_vsum", "avr_cols", "macs_regs")
+_ASM_UNIT_CYCLES = ("one", "unit_updates", "grnn_hidden", "copy_units", "rows_dense")
+_FASTC_CYCLES = ("one", "macs_dense8", "macs_dense16", "macs_sparse8", "macs_sparse16", "rows_first",
+                 "rows_dense", "rows_sparse", "unit_updates", "copy_units", "fc_per_step", "per_step",
+                 "fc_vsum_per_step")
+_FASTC_SMALL = ("one", "macs_dense8", "macs_dense16", "macs_sparse8", "macs_sparse16", "rows_dense",
+                "rows_sparse", "unit_updates", "fc_per_step", "per_step")
+TERM_SETS["cycles"] += (
+    (*_REGIME_CYCLES, *(f"asm:{t}" for t in _ASM_CYCLES), *(f"fastc:{t}" for t in _FASTC_CYCLES)),
+    (*_AVR_SHARED, *(f"asm:{t}" for t in _ASM_UNIT_CYCLES), *(f"fastc:{t}" for t in _FASTC_CYCLES)),
+    (*_AVR_SHARED, *(f"asm:{t}" for t in _ASM_UNIT_CYCLES), *(f"fastc:{t}" for t in _FASTC_SMALL)))
+_REGIME_FLASH = ("one", "weight_bytes_dense", "weight_bytes_sparse", "index_bytes", "rows_dense", "factors_dense",
+                 "factors_sparse", "hidden", "grnn", "bits16", "smooth_tables", "avr_unrolled")
+_ASM_FLASH = ("one", "weight_bytes_dense", "hidden", "grnn", "bits16", "smooth_tables", "avr_lr", "avr_fr",
+              "factors_dense")
+#: The weights are stored alike in every regime: the shared C step differs by its code only.
+_FASTC_FLASH = ("one", "factors_dense", "factors_sparse", "hidden", "bits16", "smooth_tables")
+TERM_SETS["flash"] += (
+    (*_REGIME_FLASH, *(f"asm:{t}" for t in _ASM_FLASH), *(f"fastc:{t}" for t in _FASTC_FLASH)),
+    (*_REGIME_FLASH, "rows_sparse", *(f"asm:{t}" for t in (*_ASM_FLASH, "rows_dense")),
+     *(f"fastc:{t}" for t in _FASTC_FLASH)))
+TERM_SETS["ram"] += (("one", "hidden", "inputs", "classes", "ranks", "grnn", "bits16", "frame_bytes",
+                      "fast", "avr_asm", "asm:hidden", "fastc:hidden"),)
+#: Every feature some set reads.
+TERMS: dict[str, tuple[str, ...]] = {
+    t: tuple(dict.fromkeys(name for terms in sets for name in terms)) for t, sets in TERM_SETS.items()}
+#: The split terms some set reads: (term, indicator, name).
+_SPLIT_TERMS = tuple(dict.fromkeys((t, SPLITS[t.split(":")[0]], t.split(":")[1])
+                                   for names in TERMS.values() for t in names if ":" in t))
+#: The features a record must hold for every set (the others are derived by BoardCostModel.terms).
+STORED_FEATURES = frozenset(
+    {n for names in TERMS.values() for n in names if ":" not in n} - {"frame_bytes", "rows16"}
+    | {ind for _, ind, _ in _SPLIT_TERMS} | {n for _, _, n in _SPLIT_TERMS} - {"rows16"})
+
+#: Nonlinearities computed from a table (smooth) rather than by clipping (piecewise linear).
+SMOOTH_NLS = ("sigmoid", "tanh")
+#: The highest rank whose final factor the fast step sums against its mids held in locals.
+COLS_MAX_RANK = 16
+#: Rows of a column-outer product held in registers at once (one pass over the activations each).
+COLS_GROUP = 6
+#: Activations up to which a column-outer product is straight code (a loop past it).
+COLS_STRAIGHT = 32
+
+
+#: Rows of a block on the AVR kernel (one call of its row-sum routine per block), at most.
+AVR_BLOCK = 32
+#: The AVR kernel's rank up to which a final factor's mids stay in registers (int8, or both
+#: factors of a fast-profile step with both ranks up to it); its column-outer groups of units.
+AVR_REG_RANK, AVR_GROUP = 5, 5
+
+
+def _ceil(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def avr_routines(qm: QuantizedModel, steps: int) -> dict[str, float]:
+    """The AVR kernel's row-sum routines for ``qm`` (``templates/library/kernels/avr.c.j2``) per
+    time step: ``avr_calls`` calls (each saves and restores the call-saved registers),
+    ``avr_vsum`` activations summed for their per-vector terms, ``avr_cols`` activations the
+    column-outer routine steps through (a group of up to 5 units at once; ``macs_fcol8``,
+    ``macs_fcol16`` its multiply-accumulates at each bit width), ``macs_regs``
+    multiply-accumulates against activations held in registers (low-rank final factors);
+    ``fc_calls_per_step``, ``fc_vsum_per_step``: the classifier's, once per sequence. For flash:
+    ``avr_lr`` and ``avr_fr`` (the fast assembly step's forms for two ranks up to 5 and for two
+    full matrices) and ``avr_unrolled``, the products written out in the unrolled routines."""
+    H, D = qm.hidden_dim, qm.input_dim
+    K = inner_steps(qm)
+    blk = min(H, AVR_BLOCK)
+    out = dict.fromkeys(("avr_calls", "avr_vsum", "avr_cols", "macs_regs", "avr_unrolled", "macs_fcol8",
+                         "macs_fcol16"), 0.0)
+    asm = qm.profile == "fast" and avr_fast_step(qm)
+    wr, ur = (m.factors[0].shape[1] if m.low_rank else 0 for m in (qm.W, qm.U))
+    fast_lr = asm and qm.W.low_rank and qm.U.low_rank and max(wr, ur) <= AVR_REG_RANK
+    fast_fr = asm and not qm.W.low_rank and not qm.U.low_rank
+    out.update(avr_lr=float(fast_lr), avr_fr=float(fast_fr))
+    # the column-outer routines' group sizes (one routine each)
+    gset = {g for cnt in ((wr, ur) if fast_lr else (blk, H % blk) if fast_fr else ()) if cnt
+            for g in (AVR_GROUP if cnt >= AVR_GROUP else 0, cnt % AVR_GROUP) if g}
+    if fast_lr:  # one column-outer call per first factor, the final ones fused with the mids in registers
+        nm = wr + ur
+        out.update(avr_calls=2 + _ceil(H, blk), avr_vsum=D + H + _ceil(H, blk) * nm, avr_cols=D + H,
+                   macs_regs=H * nm, avr_unrolled=sum(gset) + nm)
+        out[f"macs_fcol{qm.bits}"] = D * wr + H * ur
+    elif fast_fr:  # groups of 5 units over x then h, one per-vector term a step
+        groups = sum(_ceil(min(blk, H - b0), AVR_GROUP) for b0 in range(0, H, blk))
+        out.update(avr_calls=groups, avr_vsum=D + H, avr_cols=groups * (D + H), avr_unrolled=sum(gset))
+        out[f"macs_fcol{qm.bits}"] = (D + H) * H
+    elif qm.cell != "ERNN" or qm.profile != "fast":
+        out["avr_unrolled"] = sum({m.factors[1].shape[0] for m in (qm.W, qm.U)
+                                   if m.low_rank and qm.bits == 8 and not m.factors[1].sparse
+                                   and m.factors[1].shape[0] <= AVR_REG_RANK})
+        for mat, runs in ((qm.W, 1), (qm.U, K)):
+            for i, fac in enumerate(mat.factors):
+                if fac.sparse:
+                    continue
+                rows_in, rows = fac.shape
+                calls = runs * _ceil(rows, blk)
+                out["avr_calls"] += calls
+                if mat.low_rank and i == 1 and qm.bits == 8 and rows_in <= AVR_REG_RANK:
+                    out["macs_regs"] += runs * fac.values.size
+                else:
+                    out["avr_vsum"] += calls * rows_in
+    fc_dense = not qm.FC.sparse
+    out.update(fc_calls_per_step=float(fc_dense) / max(steps, 1),
+               fc_vsum_per_step=fc_dense * H / max(steps, 1))
+    return out
 
 
 def _uint_bytes(max_value: int) -> int:
@@ -42,45 +190,96 @@ def _uint_bytes(max_value: int) -> int:
     return 1 if max_value <= 0xFF else 2 if max_value <= 0xFFFF else 4
 
 
-def _factors(qm: QuantizedModel) -> list[QFactor]:
-    return [*qm.W.factors, *qm.U.factors]
+def inner_steps(qm: QuantizedModel) -> int:
+    """K, the products by U (and unit updates) per time step: an ERNN's inner steps, else 1."""
+    return len(qm.eta) if qm.cell == "ERNN" and qm.eta else 1
 
 
 def features(qm: QuantizedModel, steps: int) -> dict[str, float]:
-    """The counts the generated code of ``qm`` depends on, for sequences of ``steps`` steps."""
+    """The counts the generated code of ``qm`` depends on, for sequences of ``steps`` steps.
+
+    Per time step the code runs W's products once and U's ``K`` times (:func:`inner_steps`: an
+    ERNN's inner steps, 1 otherwise), each product row by row: the rows of a low-rank first
+    factor (``rows_first``) end in a rescale to the intermediate, the final rows feed the unit
+    updates (``unit_updates`` = H K), each with its nonlinearities (``nl_smooth``: sigmoid and
+    tanh, from a table; the others clip), a per-unit shift (``per_unit_units``, the precise
+    profile's per-unit form; the fast profile always shifts per unit: ``fast_units``), the gate
+    of a FastGRNN and a copy of the new state when U is full. The classifier runs once per
+    sequence (``fc_per_step``). Which step runs is ``avr_asm`` (1: a fast-profile model the AVR
+    kernel's assembly step covers, ``codegen.context.avr_fast_step``) or ``fast_c`` (1: a
+    fast-profile model without it; on AVR the shared C step); both 0 in the precise profile."""
     wbytes = qm.bits // 8
+    K = inner_steps(qm)
     f: dict[str, float] = dict.fromkeys(
         ("weight_bytes_dense", "weight_bytes_sparse", "index_bytes", "rows_dense", "rows_sparse",
-         "factors_dense", "factors_sparse", "macs_dense8", "macs_dense16", "macs_sparse8",
-         "macs_sparse16"), 0.0)
-    for fac in (*_factors(qm), qm.FC):
-        rows_in, out = fac.shape
-        if fac is qm.FC:  # stored like the others, computed once per sequence
+         "rows_first", "factors_dense", "factors_sparse", "macs_dense8", "macs_dense16",
+         "macs_sparse8", "macs_sparse16", "tail_macs", "macs_cols_first", "macs_cols_final",
+         "rows_cols_first", "fc_cols_per_step", "cols_passes", "macs_cols_final_spilled",
+         "macs_cols_first_looped", "straight_macs", "cols_final_rank"), 0.0)
+    # the fast step of FastGRNN/FastRNN in column-outer form (low-rank first factors and the
+    # classifier; final factors of rank <= COLS_MAX_RANK against their mids in locals)
+    cols = qm.profile == "fast" and qm.cell != "ERNN"
+    for mat, runs in ((qm.W, 1), (qm.U, K)):
+        for i, fac in enumerate(mat.factors):
+            rows_in, out = fac.shape
+            if mat.low_rank and i == 0:
+                f["rows_first"] += runs * out
             if fac.sparse:
                 nnz = max(fac.nonzeros, 1)
                 f["weight_bytes_sparse"] += nnz * wbytes
                 f["index_bytes"] += nnz * _uint_bytes(rows_in - 1) + (out + 1) * _uint_bytes(nnz)
+                f["rows_sparse"] += runs * out
+                f["factors_sparse"] += 1
+                f[f"macs_sparse{qm.bits}"] += runs * fac.nonzeros
             else:
                 f["weight_bytes_dense"] += fac.values.size * wbytes
-            continue
-        if fac.sparse:
-            nnz = max(fac.nonzeros, 1)
-            f["weight_bytes_sparse"] += nnz * wbytes
-            f["index_bytes"] += nnz * _uint_bytes(rows_in - 1) + (out + 1) * _uint_bytes(nnz)
-            f["rows_sparse"] += out
-            f["factors_sparse"] += 1
-            f[f"macs_sparse{qm.bits}"] += fac.nonzeros
-        else:
-            f["weight_bytes_dense"] += fac.values.size * wbytes
-            f["rows_dense"] += out
-            f["factors_dense"] += 1
-            f[f"macs_dense{qm.bits}"] += fac.values.size
+                f["rows_dense"] += runs * out
+                f["factors_dense"] += 1
+                f[f"macs_dense{qm.bits}"] += runs * fac.values.size
+                f["tail_macs"] += runs * out * (rows_in % 4)
+                if cols and mat.low_rank:  # column-outer first factor, or final one against locals
+                    if i == 0:
+                        f["macs_cols_first"] += fac.values.size
+                        f["rows_cols_first"] += out
+                        f["cols_passes"] += rows_in * -(-out // COLS_GROUP)
+                        if rows_in > COLS_STRAIGHT:  # a loop over the activations, not straight code
+                            f["macs_cols_first_looped"] += fac.values.size
+                        else:
+                            f["straight_macs"] += fac.values.size
+                    elif rows_in <= COLS_MAX_RANK:
+                        f["macs_cols_final"] += fac.values.size
+                        f["cols_final_rank"] += rows_in  # the unit loop's body: one MAC per mid
+                        if rows_in > COLS_GROUP:  # more mids than registers
+                            f["macs_cols_final_spilled"] += fac.values.size
+    fc = qm.FC  # stored like the others, computed once per sequence
+    if fc.sparse:
+        nnz = max(fc.nonzeros, 1)
+        f["weight_bytes_sparse"] += nnz * wbytes
+        f["index_bytes"] += nnz * _uint_bytes(fc.shape[0] - 1) + (fc.shape[1] + 1) * _uint_bytes(nnz)
+    else:
+        f["weight_bytes_dense"] += fc.values.size * wbytes
+        if cols:
+            f["fc_cols_per_step"] = fc.values.size / max(steps, 1)
+            if fc.shape[0] <= COLS_STRAIGHT:
+                f["straight_macs"] += fc.values.size
     H, D, C = qm.hidden_dim, qm.input_dim, qm.num_classes
     grnn = 1.0 if qm.cell == "FastGRNN" else 0.0
+    fast = 1.0 if qm.profile == "fast" else 0.0
+    per_unit = 1.0 if (qm.W.per_unit or qm.U.per_unit) and not fast else 0.0
+    nls = [qm.update_nl] + ([qm.gate_nl] if grnn else [])
+    smooth = sum(1 for n in nls if n in SMOOTH_NLS)
+    asm = 1.0 if fast and avr_fast_step(qm) else 0.0
     ranks = sum(m.factors[0].shape[1] for m in (qm.W, qm.U) if m.low_rank)
     f.update(one=1.0, hidden=H, inputs=D, classes=C, ranks=ranks, grnn=grnn,
+             ernn=1.0 if qm.cell == "ERNN" else 0.0, inner_steps=K, fast=fast,
+             ernn_units=H * K if qm.cell == "ERNN" else 0.0, ernn_hidden=H if qm.cell == "ERNN" else 0.0,
+             macs_fast=fast * sum(f[k] for k in ("macs_dense8", "macs_dense16", "macs_sparse8", "macs_sparse16")),
+             avr_asm=asm, fast_c=fast - asm, smooth_tables=len({n for n in nls if n in SMOOTH_NLS}),
              bits16=1.0 if qm.bits == 16 else 0.0, grnn_hidden=grnn * H,
              factors=f["factors_dense"] + f["factors_sparse"],
+             unit_updates=H * K, fast_units=fast * H * K, per_unit_units=per_unit * H * K,
+             nl_smooth=smooth * H * K, nl_smooth_fast=fast * smooth * H * K,
+             copy_units=0.0 if qm.U.low_rank else H * K, **avr_routines(qm, steps),
              fc_per_step=(H * C) / max(steps, 1), per_step=1.0 / max(steps, 1))
     return f
 
@@ -112,8 +311,13 @@ class BoardCostModel:
     frame_steps: int = 1  # steps per serial frame of the board's firmware (fitted)
 
     def terms(self, feats: Mapping[str, float]) -> dict[str, float]:
-        return {**feats, "frame_bytes": frame_bytes(feats, self.frame_steps),
-                "rows16": (feats["rows_dense"] + feats["rows_sparse"]) * feats["bits16"]}
+        """``feats`` and the derived terms: the frame buffer, rows at 16 bits, and the split terms
+        ``PREFIX:NAME`` (:data:`SPLITS`: NAME in one regime only; a board whose code differs by
+        regime has both)."""
+        out = {**feats, "frame_bytes": frame_bytes(feats, self.frame_steps),
+               "rows16": (feats["rows_dense"] + feats["rows_sparse"]) * feats["bits16"]}
+        out.update({term: out[ind] * out[name] for term, ind, name in _SPLIT_TERMS})
+        return out
 
     def predict(self, feats: Mapping[str, float]) -> Cost:
         full = self.terms(feats)

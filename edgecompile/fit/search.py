@@ -25,7 +25,7 @@ import numpy as np
 
 from edgecompile.errors import CodegenError, DataError
 from edgecompile.files import write_atomic
-from edgecompile.fit.costmodel import BoardCostModel
+from edgecompile.fit.costmodel import STORED_FEATURES, BoardCostModel
 from edgecompile.fit.space import Candidate, Space, next_batch
 from edgecompile.fit.trial import TrialData, run_trial
 from edgecompile.targets.boards import BoardProfile
@@ -38,6 +38,9 @@ FORMAT_VERSION = 1
 VAL_FRACTION = 0.25
 
 ProgressFn = Callable[[int, int, str], None]
+#: The feature names a cached trial must hold (those the cost model's terms read, less those
+#: that :meth:`BoardCostModel.terms` derives).
+FEATURES = STORED_FEATURES
 
 
 @dataclass
@@ -98,19 +101,30 @@ def data_digest(X: np.ndarray, y: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def trial_key(cand: Candidate, digest: str, seed: int, epochs: int) -> str:
+def trial_key(cand: Candidate, digest: str, seed: int, epochs: int, profile: str = "precise") -> str:
+    """The cache key of a trial; ``profile`` is what its quantizer was asked for (only another
+    than precise enters the text, so that a precise trial keeps its key)."""
     text = f"{cand.canonical()}|{digest}|{seed}|{epochs}|{VAL_FRACTION}|{FORMAT_VERSION}"
+    if profile != "precise":
+        text += f"|{profile}"
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
 def _load_cached(trials: Path, key: str) -> dict[str, Any] | None:
+    """A finished trial's record, or None: missing, unreadable, without its checkpoint, or with
+    features from an older cost model that lacks some the current one needs (trained again)."""
     try:
         rec = json.loads((trials / f"{key}.json").read_text())
     except (OSError, ValueError):
         return None
+    if not isinstance(rec, dict):
+        return None
     if rec.get("error") is None and not (trials / f"{key}.npz").is_file():
         return None
-    return rec if isinstance(rec, dict) else None
+    feats = rec.get("features")
+    if rec.get("error") is None and (not isinstance(feats, dict) or not FEATURES <= feats.keys()):
+        return None
+    return rec
 
 
 def _store(trials: Path, key: str, record: dict[str, Any], ckpt: bytes | None) -> None:
@@ -122,8 +136,20 @@ def _store(trials: Path, key: str, record: dict[str, Any], ckpt: bytes | None) -
 
 # ---------------------------------------------------------------------------- costs and choice
 
+def export_profile(board: BoardProfile, cell: str) -> str:
+    """What ``export`` (its default ``--profile auto``) does for a ``cell`` checkpoint on
+    ``board``, as a trial's profile request: ``auto`` (fast, unless the calibration data shows it
+    changing an argmax; a fast-only cell: fast), or on AVR ``auto-avr``: the same, then precise
+    for a model the AVR kernel has no fast-profile assembly for
+    (``pipeline.export.quantize_for_backend``)."""
+    del cell  # every cell follows the same rule; a fast-only one never falls back
+    return "auto-avr" if board.kernel_backend == "avr" else "auto"
+
+
 def add_costs(rec: dict[str, Any], cost: BoardCostModel, limits: Limits) -> dict[str, Any]:
     rec = dict(rec)
+    rec.setdefault("inner_steps", 0)
+    rec.setdefault("profile", None)
     if rec.get("features") is None:
         rec.update(flash_bytes=None, ram_bytes=None, cycles_per_step=None, ms_per_step=None,
                    fits=False)
@@ -208,7 +234,9 @@ def cluster_client(workers: int | None, scheduler: str | None) -> Iterator[Any]:
 def search(client: Any, out_dir: Path, space: Space, data: TrialData, digest: str, *, seed: int,
            trials: int, epochs: int, cost: BoardCostModel, limits: Limits,
            progress: ProgressFn | None = None) -> Outcome:
-    """Run ``trials`` candidates in batches on ``client`` (cached ones skipped); see the module doc."""
+    """Run ``trials`` candidates in batches on ``client`` (cached ones skipped), each quantized
+    in the profile ``export`` takes for its cell on the board (:func:`export_profile`); see the
+    module doc."""
     from dask.distributed import as_completed
 
     store = out_dir / "trials"
@@ -229,7 +257,7 @@ def search(client: Any, out_dir: Path, space: Space, data: TrialData, digest: st
         proposed += new
         todo = []
         for c in new:
-            keys[c] = trial_key(c, digest, seed, epochs)
+            keys[c] = trial_key(c, digest, seed, epochs, export_profile(limits.board, c.cell))
             rec = _load_cached(store, keys[c])
             if rec is not None:
                 records[c] = add_costs(rec, cost, limits)
@@ -242,7 +270,8 @@ def search(client: Any, out_dir: Path, space: Space, data: TrialData, digest: st
             continue
         if scattered is None:
             scattered = client.scatter(data, broadcast=True)
-        futures = {client.submit(run_trial, c, scattered, epochs, seed, key=f"fit-{keys[c]}", pure=False): c
+        futures = {client.submit(run_trial, c, scattered, epochs, seed, export_profile(limits.board, c.cell),
+                                 key=f"fit-{keys[c]}", pure=False): c
                    for c in todo}
         try:
             for fut in as_completed(list(futures)):
@@ -276,4 +305,6 @@ def _best_text(records: dict[Candidate, dict[str, Any]]) -> str:
 
 
 def candidate_of(rec: dict[str, Any]) -> Candidate:
-    return Candidate(**{k: rec[k] for k in Candidate.__dataclass_fields__})
+    """The candidate of a trial record (one cached without ``inner_steps`` has none)."""
+    return Candidate(**{k: rec.get(k, 0) if k == "inner_steps" else rec[k]
+                        for k in Candidate.__dataclass_fields__})

@@ -1,7 +1,10 @@
 """The search space of ``edgecompile fit`` and its deterministic batch strategy.
 
-A candidate is (cell, hidden size, rank of W, rank of U, sparsity, bits); rank 0 means a full
-matrix. Candidates come in batches of :data:`BATCH` (a constant, so the set of trials never
+A candidate is (cell, hidden size, rank of W, rank of U, sparsity, bits, inner steps); rank 0
+means a full matrix. The inner steps K are ERNN's (each time step takes one product by W and K
+products by U, :data:`INNER_STEPS`); they are 0 for the other cells, and only an ERNN's enter
+its configuration (so the other cells' configurations, hashes and cached trials are those of a
+space without ERNN). Candidates come in batches of :data:`BATCH` (a constant, so the set of trials never
 depends on how many workers run them). Batch ``b`` is drawn from ``numpy.random.default_rng((seed,
 b))`` and from the finished results of batches ``0..b-1`` only, sorted by their configuration:
 
@@ -19,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -29,6 +32,10 @@ HIDDEN = (8, 12, 16, 24, 32, 48, 64)
 W_RANKS = (0, 2, 4, 8)
 U_RANKS = (0, 2, 4, 8, 16)
 SPARSITY = (0.0, 0.25, 0.5, 0.75)
+#: ERNN's inner steps per time step: 1 (one relaxation step) or 2 (a second one, twice the U work).
+INNER_STEPS = (1, 2)
+#: The cells that take inner steps.
+INNER_CELLS = ("ERNN",)
 
 
 @dataclass(frozen=True, order=True)
@@ -39,6 +46,7 @@ class Candidate:
     urank: int  # 0: full U
     sparsity: float
     bits: int
+    inner_steps: int = 0  # ERNN's K; 0 for a cell without inner steps
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -46,11 +54,15 @@ class Candidate:
     def text(self) -> str:
         w = self.wrank or "full"
         u = self.urank or "full"
-        return (f"{self.cell} H={self.hidden} wrank={w} urank={u} sparsity={self.sparsity:g} "
+        k = f" K={self.inner_steps}" if self.inner_steps else ""
+        return (f"{self.cell}{k} H={self.hidden} wrank={w} urank={u} sparsity={self.sparsity:g} "
                 f"int{self.bits}")
 
     def canonical(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
+        d = self.to_dict()
+        if not d["inner_steps"]:
+            del d["inner_steps"]
+        return json.dumps(d, sort_keys=True)
 
     def train_seed(self, seed: int) -> int:
         digest = hashlib.sha256(f"{self.canonical()}|{seed}".encode()).digest()
@@ -63,39 +75,54 @@ class Space:
     bits: tuple[int, ...]
     inputs: int  # D: ranks of W stay below it
 
-    def axes(self, hidden: int) -> dict[str, tuple]:
+    def axes(self, hidden: int, cell: str | None = None) -> dict[str, tuple]:
+        """The values of each coordinate; ``inner_steps`` is that of ``cell`` ((0,) for a cell
+        without inner steps)."""
         return {
             "cell": self.cells, "hidden": HIDDEN,
             "wrank": tuple(r for r in W_RANKS if r < self.inputs),
             "urank": tuple(r for r in U_RANKS if r < hidden),
             "sparsity": SPARSITY, "bits": self.bits,
+            "inner_steps": INNER_STEPS if cell in INNER_CELLS else (0,),
         }
 
     def size(self) -> int:
         n = 0
         for h in HIDDEN:
             a = self.axes(h)
-            n += len(a["cell"]) * len(a["wrank"]) * len(a["urank"]) * len(a["sparsity"]) * len(a["bits"])
+            per_cell = sum(len(INNER_STEPS) if c in INNER_CELLS else 1 for c in a["cell"])
+            n += per_cell * len(a["wrank"]) * len(a["urank"]) * len(a["sparsity"]) * len(a["bits"])
         return n
 
     def sample(self, rng: np.random.Generator) -> Candidate:
         hidden = int(rng.choice(HIDDEN))
         a = self.axes(hidden)
-        return Candidate(cell=str(a["cell"][int(rng.integers(len(a["cell"])))]), hidden=hidden,
-                         wrank=int(a["wrank"][int(rng.integers(len(a["wrank"])))]),
-                         urank=int(a["urank"][int(rng.integers(len(a["urank"])))]),
-                         sparsity=float(a["sparsity"][int(rng.integers(len(a["sparsity"])))]),
-                         bits=int(a["bits"][int(rng.integers(len(a["bits"])))]))
+        cell = str(a["cell"][int(rng.integers(len(a["cell"])))])
+        c = Candidate(cell=cell, hidden=hidden,
+                      wrank=int(a["wrank"][int(rng.integers(len(a["wrank"])))]),
+                      urank=int(a["urank"][int(rng.integers(len(a["urank"])))]),
+                      sparsity=float(a["sparsity"][int(rng.integers(len(a["sparsity"])))]),
+                      bits=int(a["bits"][int(rng.integers(len(a["bits"])))]))
+        if cell in INNER_CELLS:  # drawn only for them: the other cells' draws stay as they were
+            c = replace(c, inner_steps=int(INNER_STEPS[int(rng.integers(len(INNER_STEPS)))]))
+        return c
 
     def mutate(self, c: Candidate, rng: np.random.Generator) -> Candidate:
         d = c.to_dict()
-        name = ("cell", "hidden", "wrank", "urank", "sparsity", "bits")[int(rng.integers(6))]
-        values = self.axes(c.hidden)[name]
+        names: tuple[str, ...] = ("cell", "hidden", "wrank", "urank", "sparsity", "bits")
+        if c.cell in INNER_CELLS:
+            names += ("inner_steps",)
+        name = names[int(rng.integers(len(names)))]
+        values = self.axes(c.hidden, c.cell)[name]
         i = values.index(d[name]) if d[name] in values else 0
         step = 1 if rng.random() < 0.5 else -1
         d[name] = values[min(max(i + step, 0), len(values) - 1)]
         if d["urank"] >= d["hidden"]:
             d["urank"] = max(r for r in U_RANKS if r < d["hidden"])
+        if d["cell"] not in INNER_CELLS:
+            d["inner_steps"] = 0
+        elif not d["inner_steps"]:
+            d["inner_steps"] = INNER_STEPS[0]
         return Candidate(**d)
 
 

@@ -30,26 +30,34 @@ class TrialData:
     y_val: np.ndarray
 
 
-def run_trial(cand: Candidate, data: TrialData, epochs: int, seed: int) -> tuple[dict[str, Any], bytes | None]:
+def run_trial(cand: Candidate, data: TrialData, epochs: int, seed: int,
+              profile: str = "precise") -> tuple[dict[str, Any], bytes | None]:
     """Train ``cand`` (seeded from its configuration), quantize it calibrated on the training
-    part and score the integer simulator on the validation part. Returns (record, checkpoint)."""
+    part in ``profile`` (what ``export`` takes for the board: ``auto``, ``auto-avr``, see
+    ``search.export_profile``, or an explicit profile) and score
+    the integer simulator on the validation part. Returns (record, checkpoint); the record's
+    ``profile`` is the one the quantizer took and its features are those of that model."""
     from edgecompile.frontend.checkpoint import checkpoint_bytes
+    from edgecompile.pipeline.export import quantize_for_backend
     from edgecompile.quant.quantizer import quantize
     from edgecompile.sim.simulator import predict_quantized
     from edgecompile.train import TrainConfig, train
 
     t0 = time.monotonic()
     record: dict[str, Any] = {**cand.to_dict(), "accuracy_val": None, "accuracy_train": None,
-                              "features": None, "error": None}
+                              "features": None, "profile": None, "error": None}
     cfg = TrainConfig(cell=cand.cell, hidden=cand.hidden, wrank=cand.wrank or None,
                       urank=cand.urank or None, sparsity=cand.sparsity, epochs=epochs,
-                      seed=cand.train_seed(seed))
+                      inner_steps=cand.inner_steps or None, seed=cand.train_seed(seed))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             cfg.check()
             result = train(data.X_train, data.y_train, cfg, data.lengths_train)
-            qm = quantize(result.model, bits=cand.bits, calib=data.X_train[:CALIB_MAX])
+            if profile == "auto-avr":  # as export does for an AVR board
+                qm, _ = quantize_for_backend(result.model, cand.bits, data.X_train[:CALIB_MAX], "auto", "avr")
+            else:
+                qm = quantize(result.model, bits=cand.bits, calib=data.X_train[:CALIB_MAX], profile=profile)
             with np.errstate(all="ignore"):
                 logits = predict_quantized(qm, data.X_val)
     except (EdgecompileError, FloatingPointError, ValueError) as exc:
@@ -57,6 +65,6 @@ def run_trial(cand: Candidate, data: TrialData, epochs: int, seed: int) -> tuple
         return record, None
     record.update(accuracy_val=float(np.mean(np.argmax(logits, axis=1) == data.y_val)),
                   accuracy_train=float(result.train_acc),
-                  features=features(qm, int(data.X_val.shape[1])),
+                  features=features(qm, int(data.X_val.shape[1])), profile=qm.profile,
                   seconds=round(time.monotonic() - t0, 3))
     return record, checkpoint_bytes(result.model)

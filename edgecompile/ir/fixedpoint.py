@@ -61,7 +61,11 @@ def frac_for(max_abs: float, bits: int, lo: int = -31, hi: int = 31) -> int:
     limit = (1 << (bits - 1)) - 1
     if max_abs <= 0 or not np.isfinite(max_abs):
         return hi
-    f = int(np.floor(np.log2(limit / max_abs)))
+    with np.errstate(over="ignore"):
+        ratio = limit / np.float64(max_abs)
+    if not np.isfinite(ratio):  # a max_abs so tiny that every format up to hi holds it
+        return hi
+    f = int(np.floor(np.log2(ratio)))
     return int(min(hi, max(lo, f)))
 
 

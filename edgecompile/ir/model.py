@@ -13,7 +13,7 @@ import numpy as np
 
 Cell = Literal["FastGRNN", "FastRNN", "ERNN"]
 #: The cells that quantize and compile to a target (every ``Cell`` loads, runs in float and trains).
-DEPLOYABLE_CELLS: tuple[Cell, ...] = ("FastGRNN", "FastRNN")
+DEPLOYABLE_CELLS: tuple[Cell, ...] = ("FastGRNN", "FastRNN", "ERNN")
 Nonlinearity = Literal["sigmoid", "tanh", "quantSigm", "quantTanh", "quantSigm4", "relu"]
 NONLINEARITIES: tuple[str, ...] = ("sigmoid", "tanh", "quantSigm", "quantTanh", "quantSigm4", "relu")
 

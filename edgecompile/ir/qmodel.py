@@ -154,6 +154,16 @@ class QuantizedModel(ModelShape):
     #: The arithmetic profile (docs/fixed-point.md): "precise" (interpolated tables) or "fast"
     #: (direct tables, a coef table, one floor shift per unit; always the per-unit form).
     profile: str = "precise"
+    #: ERNN (docs/fixed-point.md, "ERNN"): one entry per inner step, the step size eta_i in
+    #: Q(eta_frac) and the decay eta_i * alpha in Q(decay_frac), int16; None for the other cells.
+    eta: tuple[int, ...] | None = None
+    eta_frac: int | None = None
+    decay: tuple[int, ...] | None = None
+    decay_frac: int | None = None
+    #: The format of the pre-activations, the biases added to them and a relu update's output:
+    #: Q12 (the spec constant), or for an ERNN with a relu update a calibrated Q(0..12)
+    #: (docs/fixed-point.md, "ERNN": relu commutes with the scale, the tables need Q12).
+    pre_frac: int = PRE_FRAC
 
     @property
     def logit_frac(self) -> int:
@@ -167,7 +177,7 @@ class QuantizedModel(ModelShape):
         a_u = self.U.acc_fracs(self.hid_frac)
         if a_w.shape != a_u.shape or not np.array_equal(a_w, a_u):
             raise QuantError("per-unit formats of W and U do not tie: the quantized model is corrupt")
-        return a_w - PRE_FRAC
+        return a_w - self.pre_frac
 
     @property
     def gate_frac(self) -> int:
@@ -177,8 +187,8 @@ class QuantizedModel(ModelShape):
 
     @property
     def update_frac(self) -> int:
-        """gc: the Q format of the update value c."""
-        return nl_frac(self.update_nl)
+        """gc: the Q format of the update value c (a relu update keeps the pre-activations')."""
+        return self.pre_frac if self.update_nl == "relu" else nl_frac(self.update_nl)
 
     @property
     def residual_shift(self) -> int:
@@ -197,6 +207,16 @@ class QuantizedModel(ModelShape):
         if self.alpha is None or self.beta is None:
             raise QuantError(f"a {self.cell} quantized model has no FastRNN residual scalars")
         return self.alpha, self.beta
+
+    def ernn_terms(self) -> tuple[tuple[int, ...], tuple[int, ...], int, int]:
+        """ERNN's ``(eta, decay, eta_shift, decay_shift)``: the inner steps' Q constants and the
+        rescaling shifts of ``eta * phi`` (Q(eta_frac + gc) → Q(hid_frac)) and of ``decay * s``
+        (Q(decay_frac + hid_frac) → Q(hid_frac))."""
+        if self.eta is None or self.decay is None or self.eta_frac is None or self.decay_frac is None:
+            raise QuantError(f"a {self.cell} quantized model has no ERNN inner-step constants")
+        if len(self.eta) != len(self.decay) or not self.eta:
+            raise QuantError("ERNN eta and decay differ in length: the quantized model is corrupt")
+        return (self.eta, self.decay, self.eta_frac + self.update_frac - self.hid_frac, self.decay_frac)
 
     def quantized_sha256(self) -> str:
         """The identity of the integer kernel: sha256 over everything that changes what a device
@@ -241,6 +261,12 @@ class QuantizedModel(ModelShape):
         }
         if self.per_unit:
             doc["per_unit"] = True
+        if self.pre_frac != PRE_FRAC:  # absent at Q12: those hashes stay as they were
+            doc["pre_frac"] = int(self.pre_frac)
+        if self.cell == "ERNN":  # absent for the other cells: their hashes stay as they were
+            eta, decay, _, _ = self.ernn_terms()
+            doc["ernn"] = {"eta": [int(v) for v in eta], "eta_frac": int(self.eta_frac or 0),
+                           "decay": [int(v) for v in decay], "decay_frac": int(self.decay_frac or 0)}
         if self.profile != "precise":  # absent for the precise profile: its hashes stay as they were
             from edgecompile.sim.fast import fast_tables_doc
 
@@ -262,7 +288,9 @@ class QuantizedModel(ModelShape):
             f"{self.cell} int{self.bits} weights; x Q{self.in_frac}, h Q{self.hid_frac}, "
             f"{mat('W', self.W)}, {mat('U', self.U)}, FC=Q{self.FC.frac}, "
             f"logits int32 Q{self.logit_frac}; gate={self.gate_nl if self.cell == 'FastGRNN' else '-'} "
-            f"update={self.update_nl}" + ("; profile fast" if self.profile == "fast" else "")
+            f"update={self.update_nl}" + (f"; pre Q{self.pre_frac}" if self.pre_frac != PRE_FRAC else "")
+            + (f"; K={len(self.eta)} inner steps" if self.eta else "")
+            + ("; profile fast" if self.profile == "fast" else "")
         )
 
     def per_unit_line(self) -> str:
@@ -309,6 +337,11 @@ def qmodel_to_json(qm: QuantizedModel) -> str:
     for key in ("mean", "std", "raw_scale", "raw_offset"):
         v = getattr(qm, key)
         d[key] = None if v is None else [float(x) for x in v]
+    if qm.cell != "ERNN":  # the other cells' files read as they did before ERNN
+        for key in ("eta", "eta_frac", "decay", "decay_frac"):
+            del d[key]
+    if qm.pre_frac == PRE_FRAC:
+        del d["pre_frac"]
     if qm.profile == "precise":
         del d["profile"]  # the default: precise files read as they did before profiles
     d["format_version"] = FORMAT_VERSION
@@ -339,6 +372,15 @@ def qmodel_from_json(text: str) -> QuantizedModel:
         raise QuantError(f"unknown arithmetic profile {profile!r} (one of {', '.join(PROFILES)})")
     if profile == "fast" and not d.get("per_unit"):
         raise QuantError("a fast-profile model must be in the per-unit form (per_unit: true)")
+    for key in ("eta", "decay"):
+        if d.get(key) is not None:
+            d[key] = tuple(int(v) for v in d[key])
+    if d.get("cell") == "ERNN" and (profile != "fast" or d.get("eta") is None):
+        raise QuantError("an ERNN quantized model must be in the fast profile with its eta and decay")
+    pre = d.get("pre_frac", PRE_FRAC)
+    if pre != PRE_FRAC and not (d.get("cell") == "ERNN" and d.get("update_nl") == "relu" and 0 <= pre < PRE_FRAC):
+        raise QuantError(f"pre_frac {pre}: only an ERNN with a relu update has a pre-activation format "
+                         f"other than Q{PRE_FRAC} (0..{PRE_FRAC})")
     return QuantizedModel(**d)
 
 

@@ -88,11 +88,14 @@ def bias_correction(qm: QuantizedModel, model: FloatModel, X: np.ndarray,
     (lower is better; no correction wins ties), and a record of what was applied."""
     from edgecompile.quant.bounds import OverflowBound, check_bounds
 
-    pre_qm, pre_delta = correct_pre_biases(qm, model, X)
     fc_qm, fc_delta = correct_fc_bias(qm, model, X)
-    both_qm, both_fc = correct_fc_bias(pre_qm, model, X)
-    candidates = [("none", qm, None, None), ("pre-activation", pre_qm, pre_delta, None),
-                  ("FCbias", fc_qm, None, fc_delta), ("pre-activation + FCbias", both_qm, pre_delta, both_fc)]
+    candidates: list[tuple[str, QuantizedModel, np.ndarray | None, np.ndarray | None]] = [
+        ("none", qm, None, None), ("FCbias", fc_qm, None, fc_delta)]
+    if qm.cell != "ERNN":  # ERNN's pre-activations have K inner steps: only FCbias is corrected
+        pre_qm, pre_delta = correct_pre_biases(qm, model, X)
+        both_qm, both_fc = correct_fc_bias(pre_qm, model, X)
+        candidates[1:1] = [("pre-activation", pre_qm, pre_delta, None)]
+        candidates.append(("pre-activation + FCbias", both_qm, pre_delta, both_fc))
     best = None
     for name, cand, dpre, dfc in candidates:
         if name != "none":

@@ -82,8 +82,27 @@ def bound_report(qm: QuantizedModel) -> list[Bound]:
     else:
         pre = sum(_rescaled_worst(m, f) for m, f in ((qm.W, qm.in_frac), (qm.U, qm.hid_frac)))
     rows.append(bound("pre-activation + bias", pre + 32768, UNIT_FORMATS if qm.per_unit else tuple(factor_formats)))
-    rows.append(bound("residual update", _residual_worst(qm), ("hid",)))
+    if qm.cell == "ERNN":
+        rows.extend(_ernn_rows(qm))
+    else:
+        rows.append(bound("residual update", _residual_worst(qm), ("hid",)))
     return rows
+
+
+def _ernn_rows(qm: QuantizedModel) -> list[Bound]:
+    """ERNN's inner update ``g + rshift(eta * phi, se) - rshift(decay * s, sd)`` over every
+    int16 g and s and the nonlinearity's range (sd >= 1 by the quantizer's limits; se <= 0 is a
+    multiplication, proved here)."""
+    eta, decay, se, sd = qm.ernn_terms()
+    phi_max = max(abs(v) for v in NL_RANGE[qm.update_nl])
+    e_max, d_max = max(abs(v) for v in eta), max(abs(v) for v in decay)
+    eta_phi = e_max * phi_max + ((1 << (se - 1)) if se > 0 else 0)
+    decay_s = d_max * 32768 + ((1 << (sd - 1)) if sd > 0 else 0)
+    update = 32768 + _rshift_worst(e_max * phi_max, se) + _rshift_worst(d_max * 32768, sd)
+    # a coarse pre-activation format (relu) can make se <= 0: a lower hid_frac raises it
+    return [bound("ERNN eta * phi", eta_phi if se > 0 else (e_max * phi_max) << -se, ("hid",)),
+            bound("ERNN decay * s", decay_s if sd > 0 else (d_max * 32768) << -sd, ()),
+            bound("ERNN inner update", update, ("hid",))]
 
 
 def check_bounds(qm: QuantizedModel) -> None:

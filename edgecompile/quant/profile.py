@@ -23,6 +23,8 @@ from edgecompile.ir.qmodel import PROFILES, QuantizedModel
 
 #: What ``--profile`` accepts.
 PROFILE_CHOICES = ("auto", *PROFILES)
+#: Cells whose fixed point exists in the fast profile only (docs/fixed-point.md, "ERNN").
+FAST_ONLY_CELLS = ("ERNN",)
 
 Progress = Callable[[int, int, str], None]
 
@@ -81,6 +83,13 @@ def choose_profile(model: FloatModel, bits: int, calib: np.ndarray | None, profi
     def finish(qm: QuantizedModel, entry: dict[str, Any]) -> QuantizedModel:
         return dataclasses.replace(qm, calibration={**qm.calibration, "profile": entry})
 
+    if model.cell in FAST_ONLY_CELLS:
+        if profile == "precise":
+            raise QuantError(f"{model.cell} has the fast profile only (docs/fixed-point.md): "
+                             "give --profile fast or auto")
+        qm = quantize_one("fast", progress)
+        why = "requested" if profile == "fast" else f"{model.cell}: the fast profile, the only one it has"
+        return finish(qm, {"requested": profile, "chosen": "fast", "why": why, "fast": report(qm)})
     if profile != "auto":
         qm = quantize_one(profile, progress)
         return finish(qm, {"requested": profile, "chosen": profile, "why": "requested",
@@ -125,18 +134,9 @@ def choose_profile(model: FloatModel, bits: int, calib: np.ndarray | None, profi
     return finish(fast, entry)
 
 
-#: Kernel backends whose assembly serves only the precise profile: there the fast profile's C
-#: step is slower than precise (Uno, USPS cell: 57,750 against 25,461 cycles per step).
-PRECISE_FASTER_ON = ("avr",)
-
-
-def auto_for_backend(profile: str | None, backend: str) -> tuple[str | None, str | None]:
-    """``auto`` for a board: precise where the board's kernel runs it faster, with the reason;
-    any other request unchanged."""
-    if profile == "auto" and backend in PRECISE_FASTER_ON:
-        return "precise", (f"auto: precise, because the {backend} kernel's assembly serves the precise "
-                           "profile and runs it faster than the fast profile")
-    return profile, None
+def default_profile(cell: str) -> str:
+    """The profile of the Python API when none is given: precise, or fast for a fast-only cell."""
+    return "fast" if cell in FAST_ONLY_CELLS else "precise"
 
 
 def mark_auto(qm: QuantizedModel, why: str) -> QuantizedModel:

@@ -80,20 +80,53 @@ def _ranges(model: FloatModel, measured: tuple[np.ndarray, np.ndarray] | None,
         x_max, h_max = float(np.abs(Xn).max()), float(np.abs(states).max())
         xs = Xn.reshape(-1, Xn.shape[-1])
         hs = states.reshape(-1, states.shape[-1])
-    r = {"in": x_max, "hid": h_max}
-    for name, m, low, acts, amax in (("W", model.W, structure.w_low_rank, xs, x_max),
-                                      ("U", model.U, structure.u_low_rank, hs, h_max)):
+    # ERNN's U multiplies s = g + h, up to twice the state (docs/fixed-point.md, "ERNN")
+    s_scale = 2.0 if isinstance(model.params, ERNNParams) else 1.0
+    r = {"in": x_max, "hid": s_scale * h_max}
+    if _calibrated_pre(model):
+        r["pre"] = (NO_CALIB_PRE_RANGE if measured is None
+                    else _ernn_pre_max(model, measured[0], measured[1]))
+    for name, m, low, acts, amax, scale in (("W", model.W, structure.w_low_rank, xs, x_max, 1.0),
+                                             ("U", model.U, structure.u_low_rank, hs, h_max, s_scale)):
         if low:
             if acts is None:  # worst case over the assumed activation range
-                r[name + "_mid"] = float(np.abs(m.factors[0]).sum(axis=0).max() * amax)
+                r[name + "_mid"] = float(np.abs(m.factors[0]).sum(axis=0).max() * amax * scale)
             else:
-                r[name + "_mid"] = float(np.abs(acts @ m.factors[0]).max())
+                r[name + "_mid"] = float(np.abs(acts @ m.factors[0]).max() * scale)
     return r
+
+
+#: Without calibration data a calibrated pre-activation format assumes |pre| < 8 (Q12).
+NO_CALIB_PRE_RANGE = 7.99
+
+
+def _calibrated_pre(model: FloatModel) -> bool:
+    """ERNN with a relu update: its pre-activation format is calibrated (docs/fixed-point.md, "ERNN")."""
+    return isinstance(model.params, ERNNParams) and model.update_nl == "relu"
+
+
+def _ernn_pre_max(model: FloatModel, Xn: np.ndarray, states: np.ndarray) -> float:
+    """The largest |s @ U + x @ W + B| of an ERNN's inner steps on normalised inputs and the
+    float states they produce (each step restarted from the recorded h_{t-1})."""
+    p = model.params
+    assert isinstance(p, ERNNParams)
+    H = model.hidden_dim
+    h = np.concatenate([np.zeros_like(states[:, :1]), states[:, :-1]], axis=1).reshape(-1, H)
+    drive = Xn.reshape(-1, Xn.shape[-1]) @ model.W.dense() + p.bias
+    U, g, worst = model.U.dense(), h, 0.0
+    for eta in p.eta:
+        s = g + h
+        pre = s @ U + drive
+        worst = max(worst, float(np.abs(pre).max()))
+        g = g + eta * (np.maximum(pre, 0.0) - p.alpha * s)
+    return worst
 
 
 def initial_formats(model: FloatModel, bits: int, ranges: dict[str, float],
                     structure: Structure) -> dict[str, int]:
     f = {"in": frac_for(ranges["in"], 16, 0, 15), "hid": frac_for(ranges["hid"], 16, 8, 15)}
+    if "pre" in ranges:
+        f["pre"] = frac_for(ranges["pre"], 16, 0, PRE_FRAC)
     for name, m, low in (("W", model.W, structure.w_low_rank), ("U", model.U, structure.u_low_rank)):
         for k, factor in enumerate(_float_factors(m, low)):
             f[f"{name}{k}"] = frac_for(float(np.abs(factor).max()), bits)
@@ -186,11 +219,15 @@ def _build_once(model: FloatModel, bits: int, f: dict[str, int], structure: Stru
     p = model.params
     bias_gate: np.ndarray | None = None
     zeta = nu = alpha = beta = None
+    ernn: dict[str, Any] = {}
     gate_nl: str
-    assert not isinstance(p, ERNNParams)  # refused by quantize()
     if isinstance(p, FastGRNNParams):
         gate_nl, bias_update = p.gate_nl, p.bias_update
         bias_gate, zeta, nu = to_fixed(p.bias_gate, PRE_FRAC), unit(p.zeta), unit(p.nu)
+    elif isinstance(p, ERNNParams):
+        gate_nl, bias_update = "sigmoid", p.bias
+        ernn = ernn_constants(p)
+        ernn["pre_frac"] = f.get("pre", PRE_FRAC)
     else:
         gate_nl, bias_update = "sigmoid", p.bias  # the file format records the default for gateless cells
         alpha, beta = unit(p.alpha), unit(p.beta)
@@ -199,11 +236,38 @@ def _build_once(model: FloatModel, bits: int, f: dict[str, int], structure: Stru
         in_frac=f["in"], hid_frac=f["hid"],
         W=qmatrix("W", model.W, structure.w_low_rank), U=qmatrix("U", model.U, structure.u_low_rank),
         FC=fc, fc_bias=fc_bias.astype(np.int64),
-        bias_update=to_fixed(bias_update, PRE_FRAC), bias_gate=bias_gate,
+        bias_update=to_fixed(bias_update, f.get("pre", PRE_FRAC)), bias_gate=bias_gate,
         zeta=zeta, nu=nu, alpha=alpha, beta=beta,
         mean=model.mean, std=model.std, source_sha256=model.sha256,
-        calibration=calibration, per_unit=unit_fracs is not None, profile=profile,
+        calibration=calibration, per_unit=unit_fracs is not None, profile=profile, **ernn,
     )
+
+
+#: The largest Q formats of ERNN's constants: every rounding term of their rescales stays in int32.
+ETA_FRAC_MAX = 24
+DECAY_FRAC_MAX = 30
+#: eta_i <= 2047 keeps eta's format >= 4, so the shift of eta * phi stays >= 1; eta_i * alpha
+#: <= 16383 keeps the decay's >= 1 (docs/fixed-point.md, "ERNN").
+ETA_MAX, DECAY_MAX = 2047.0, 16383.0
+
+
+def ernn_constants(p: ERNNParams) -> dict[str, Any]:
+    """ERNN's int16 constants: ``eta`` in Q(eta_frac) and ``decay = eta * alpha`` in
+    Q(decay_frac), each format the largest that holds every inner step's value."""
+    eta = np.asarray(p.eta, dtype=np.float64)
+    decay = eta * float(p.alpha)
+    for what, v, most in (("eta", eta, ETA_MAX), ("eta * alpha", decay, DECAY_MAX)):
+        if float(v.max()) > most:
+            raise QuantError(f"ERNN {what} = {float(v.max()):g} is above {most:g}, beyond its int16 fixed point")
+    eta_frac = frac_for(float(eta.max()), 16, 4, ETA_FRAC_MAX)
+    decay_frac = frac_for(float(decay.max()), 16, 1, DECAY_FRAC_MAX)
+    eta_q = to_fixed(eta, eta_frac)
+    if (eta_q == 0).any():
+        i = int(np.flatnonzero(eta_q == 0)[0])
+        raise QuantError(f"ERNN eta[{i}] = {eta[i]:g} is below the resolution of its fixed point "
+                         f"(2^-{eta_frac} beside eta = {float(eta.max()):g})")
+    return {"eta": tuple(int(v) for v in eta_q), "eta_frac": eta_frac,
+            "decay": tuple(int(v) for v in to_fixed(decay, decay_frac)), "decay_frac": decay_frac}
 
 
 #: The largest per-unit shift A[j] - 12 the column formats start from (all-zero columns).
@@ -222,7 +286,7 @@ def _unit_fracs(model: FloatModel, bits: int, f: dict[str, int], structure: Stru
     for name, m, low in (("W", model.W, structure.w_low_rank), ("U", model.U, structure.u_low_rank)):
         col_max = np.abs(_float_factors(m, low)[-1]).max(axis=0)
         acc.append(_final_act_frac(f, name, low) + np.array([frac_for(float(v), bits) for v in col_max]))
-    return np.minimum(np.minimum(acc[0], acc[1]), PRE_FRAC + MAX_UNIT_SHIFT).astype(np.int64)
+    return np.minimum(np.minimum(acc[0], acc[1]), f.get("pre", PRE_FRAC) + MAX_UNIT_SHIFT).astype(np.int64)
 
 
 def _score(qm: QuantizedModel, X: np.ndarray, ref_logits: np.ndarray) -> tuple[int, float]:
@@ -237,13 +301,15 @@ def quantize(model: FloatModel, bits: int = 8, calib: np.ndarray | None = None,
              search: bool = True,
              progress: Callable[[int, int, str], None] | None = None,
              rounding: str = "adaptive", bias_correction: bool = True,
-             profile: str = "precise") -> QuantizedModel:
+             profile: str | None = None) -> QuantizedModel:
     """Quantize ``model`` in the arithmetic ``profile`` ("precise", "fast" or "auto": fast unless
     the calibration data shows fast changing an argmax that precise matches; see
-    :mod:`edgecompile.quant.profile`). The calibration info's ``profile`` entry reports each
-    profile's nonlinearity error bounds and calibration agreement, and why one was chosen."""
-    from edgecompile.quant.profile import choose_profile
+    :mod:`edgecompile.quant.profile`; None: precise, or fast for a cell that has only that).
+    The calibration info's ``profile`` entry reports each profile's nonlinearity error bounds
+    and calibration agreement, and why one was chosen."""
+    from edgecompile.quant.profile import choose_profile, default_profile
 
+    profile = profile or default_profile(model.cell)
     return choose_profile(model, bits, calib, profile, lambda prof, prog: _quantize_one(
         model, bits, calib, search, prog, rounding, bias_correction, prof), progress)
 
@@ -267,8 +333,9 @@ def _quantize_one(model: FloatModel, bits: int = 8, calib: np.ndarray | None = N
     """
     if bits not in (8, 16):
         raise QuantError(f"--bits must be 8 or 16, got {bits}")
-    if isinstance(model.params, ERNNParams):
-        raise QuantError("quantizing ERNN models is not supported by this version")
+    if isinstance(model.params, ERNNParams) and profile != "fast":
+        raise QuantError("ERNN has the fast profile only (docs/fixed-point.md, \"ERNN\"): "
+                         "give --profile fast or auto")
     structure = Structure(_keep_low_rank(model.W), _keep_low_rank(model.U))
     if calib is None:
         warnings.warn(
@@ -412,12 +479,14 @@ def _search(model: FloatModel, bits: int, start: dict[str, int], structure: Stru
 
 
 def _valid(formats: dict[str, int]) -> bool:
-    return (0 <= formats["in"] <= 15 and 8 <= formats["hid"] <= 15
+    return (0 <= formats["in"] <= 15 and 8 <= formats["hid"] <= 15 and 0 <= formats.get("pre", 0) <= PRE_FRAC
             and all(0 <= v <= 15 for k, v in formats.items() if k.endswith("_mid")))
 
 
 def _formats_of(qm: QuantizedModel) -> dict[str, int]:
     f = {"in": qm.in_frac, "hid": qm.hid_frac, "FC": qm.FC.frac}
+    if qm.cell == "ERNN" and qm.update_nl == "relu":
+        f["pre"] = qm.pre_frac
     for name in ("W", "U"):
         m: QMatrix = getattr(qm, name)
         for k, factor in enumerate(m.factors):

@@ -86,6 +86,8 @@ def step_fast(qm: QuantizedModel, h: np.ndarray, x_q: np.ndarray) -> np.ndarray:
     """One time step of the fast profile for a batch: ``h [N, H]``, ``x_q [N, D]`` → new h."""
     from edgecompile.sim.simulator import gate_coef, residual_update
 
+    if qm.cell == "ERNN":
+        return step_ernn(qm, h, x_q)
     p = pre16(qm, h, x_q)
     c = apply_fast(qm.update_nl, sat16(p + qm.bias_update))
     if qm.cell != "FastGRNN":
@@ -97,6 +99,27 @@ def step_fast(qm: QuantizedModel, h: np.ndarray, x_q: np.ndarray) -> np.ndarray:
         return residual_update(qm, h, c, FAST_TABLES[qm.gate_nl][i], coef_t[i])
     z = apply_fast(qm.gate_nl, ug)
     return residual_update(qm, h, c, z, gate_coef(qm, z))
+
+
+def step_ernn(qm: QuantizedModel, h: np.ndarray, x_q: np.ndarray) -> np.ndarray:
+    """One ERNN time step (docs/fixed-point.md, "ERNN"): the input product once, then K inner
+    steps ``s = sat16(g + h)``, ``p = sat16(floor_shift(accW + accU(s), s_j))``,
+    ``phi = f(sat16(p + B))``, ``g = sat16(g + rshift(eta_i phi, se) - rshift(decay_i s, sd))``."""
+    from edgecompile.sim.simulator import _acc
+
+    eta, decay, eta_shift, decay_shift = qm.ernn_terms()
+    shifts = qm.unit_shifts()
+    h = np.asarray(h, dtype=np.int64)
+    acc_w = _acc(x_q, qm.W, qm.in_frac, "W")
+    g = h
+    for e, d in zip(eta, decay, strict=True):
+        s = sat16(g + h)
+        acc = acc_w + _acc(s, qm.U, qm.hid_frac, "U")
+        check_int32(acc, "summed products")
+        p = sat16(floor_shift(acc, shifts))
+        phi = apply_fast(qm.update_nl, sat16(p + qm.bias_update))
+        g = sat16(g + rshift(e * phi, eta_shift) - rshift(d * s, decay_shift))
+    return g
 
 
 def simulate_fast(qm: QuantizedModel, x: np.ndarray,

@@ -4,7 +4,6 @@ straight with avr-gcc / arm-none-eabi-gcc on the board HAL of firmware/, run in 
 from __future__ import annotations
 
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from edgecompile.ir.qmodel import QuantizedModel
 from edgecompile.targets.boards import get_board
 from tests.cbuild import write_tree
 from tests.harness_build import FIRMWARE, HARNESS, cortexm_command, family_dir, need
+from tests.helpers.emulator import run_to_end
 
 DRIVER = Path(__file__).resolve().parent.parent / "c" / "raw_device.c"
 #: The strict flags of every build; on AVR (16-bit int) also -Wconversion, as the AVR matrix test.
@@ -103,22 +103,12 @@ def run_image(board: str, elf: Path, cases: list[RawCase]) -> DeviceResult:
     from edgecompile.emulators.process import emulate
 
     with emulate(board, elf) as emu:
-        port = emu.open()
-        try:
-            port.write(b"g")
-            buf = b""
-            deadline = time.monotonic() + RUN_TIMEOUT_S
-            while b"END\r\n" not in buf:
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"{board}: no END within {RUN_TIMEOUT_S:.0f} s; got {buf[-300:]!r}")
-                buf += port.read(4096)
-        finally:
-            port.close()
+        text = run_to_end(emu, board, RUN_TIMEOUT_S)
     dims = {c.name: (c.qm.input_dim, c.qm.num_classes, len(c.times), c.seqs.shape[0]) for c in cases}
     xq = {n: np.full((k, d), 99999, np.int64) for n, (d, _, k, _) in dims.items()}
     lg = {n: np.full((s, cc), 1 << 40, np.int64) for n, (_, cc, _, s) in dims.items()}
     cyc: dict[str, tuple[int, int, int]] = {}
-    for line in buf.decode("ascii").split("\r\n"):
+    for line in text.split("\r\n"):
         parts = line.split()
         if not parts:
             continue

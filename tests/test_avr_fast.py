@@ -1,0 +1,229 @@
+"""The fast profile's AVR step (templates/library/kernels/_avr_step_fast.j2) in simavr.
+
+The per-unit routine ``_funits`` is driven with its own vectors (summed products at and around
+every per-unit shift's saturation, hidden states at the extremes) for every gate and update
+nonlinearity, FastGRNN and FastRNN, every residual shift the formats give; the expected values
+come from the fast profile's NumPy primitives (``edgecompile.sim.fast``, ``residual_update``),
+never from the C. Whole fast models (int8 / int16, low rank and full rank, equal and unequal
+per-unit shifts) then run in one atmega2560 image, bit-exact with ``sim.simulate`` in every hidden
+state and logit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from typing import Any
+
+import numpy as np
+import pytest
+
+from edgecompile.codegen import render_library
+from edgecompile.ir.fixedpoint import sat16
+from edgecompile.ir.qmodel import QuantizedModel
+from edgecompile.quant.bounds import OverflowBound
+from edgecompile.quant.quantizer import quantize
+from edgecompile.sim.fast import FAST_TABLES, apply_fast, coef_table, floor_shift, table_index
+from edgecompile.sim.simulator import gate_coef, residual_update
+
+from .helpers.models import make_inputs, make_model
+from .helpers.per_unit import per_unit_qmodel
+from .test_avr_matrix import build_image, flash_constants_end, mismatches, need, run_image, saturating_inputs
+from .test_avr_routines import MCU, Lib, _arr, build_and_run
+
+NLS = ("sigmoid", "tanh", "quantSigm", "quantTanh", "quantSigm4", "relu")
+GATES = NLS[:5]  # a relu gate keeps the shared C step
+
+
+def fast_q(bits: int, **kw: Any) -> QuantizedModel:
+    fm = make_model(**kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return quantize(fm, bits, make_inputs(fm, n=16, T=6), profile="fast")
+
+
+def unit_spec(qm: QuantizedModel, acc: np.ndarray, h: np.ndarray, shifts: np.ndarray, bu: np.ndarray,
+              bg: np.ndarray) -> np.ndarray:
+    """The fast profile's per-unit update of ``acc = accW + accU`` and ``h`` ([N, units]) with the
+    units' shifts and biases, per the spec (docs/fixed-point.md, "The fast profile")."""
+    p = sat16(floor_shift(acc, shifts))
+    c = apply_fast(qm.update_nl, sat16(p + bu))
+    if qm.cell != "FastGRNN":
+        return residual_update(qm, h, c)
+    ug = sat16(p + bg)
+    coef_t = coef_table(qm)
+    if coef_t is not None:
+        i = table_index(qm.gate_nl, ug)
+        return residual_update(qm, h, c, FAST_TABLES[qm.gate_nl][i], coef_t[i])
+    z = apply_fast(qm.gate_nl, ug)
+    return residual_update(qm, h, c, z, gate_coef(qm, z))
+
+
+#: The units of one vector row: every per-unit shift -31..31 once.
+SHIFTS = np.arange(-31, 32, dtype=np.int64)
+
+
+def unit_vectors(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """n rows of summed products and states over the units of SHIFTS: values at the int32
+    extremes each shift allows (the quantizer's bound), next to the int16 saturation of pre after
+    the shift, small ones, and h at +-max."""
+    s = SHIFTS
+    top = np.where(s > 0, (1 << 31) - 1, ((1 << 31) - 1) >> np.maximum(-s, 0))
+    sat = np.where(s > 0, 32768 << np.maximum(s, 0), 32768 >> np.minimum(np.maximum(-s, 0), 15))
+    acc = np.empty((n, s.size), dtype=np.int64)
+    for k in range(n):
+        kind = k % 4
+        if kind == 0:
+            acc[k] = rng.integers(-top, top + 1)
+        elif kind == 1:
+            step = np.maximum(1, np.where(s > 0, 1 << np.maximum(s, 0), 1))
+            acc[k] = rng.choice([-1, 1], s.size) * sat + rng.integers(-3, 4, s.size) * step
+        elif kind == 2:
+            acc[k] = rng.integers(-40000, 40000, s.size) * np.where(s > 0, 1 << np.maximum(s, 0), 1)
+        else:
+            acc[k] = rng.integers(-sat, sat + 1)
+        acc[k] = np.clip(acc[k], -top - (s <= 0), top)
+    h = rng.integers(-32768, 32768, (n, s.size))
+    h[0], h[1] = 32767, -32768
+    return acc, h
+
+
+def add_funits(lib: Lib, rng: np.random.Generator, n: int = 4) -> None:
+    """Rows of 63 units (shifts -31..31) with random biases (and the extremes) through the routine."""
+    qm = lib.qm
+    H = SHIFTS.size
+    acc, h = unit_vectors(rng, n)
+    bu = rng.integers(-32768, 32768, H)
+    bg = rng.integers(-32768, 32768, H)
+    bu[:4], bg[:4] = [-32768, 32767, 0, -1], [32767, -32768, -1, 0]
+    rec = [[int(s) % 256, int(u) % 256, (int(u) >> 8) % 256] + ([int(g) % 256, (int(g) >> 8) % 256]
+                                                                 if qm.cell == "FastGRNN" else [])
+           for s, u, g in zip(SHIFTS, bu, bg, strict=True)]
+    want = unit_spec(qm, acc, h, SHIFTS, bu, bg)
+    k_ = len(lib.want)
+    lib.data += [_arr("uint32_t", f"acc{k_}", acc % (1 << 32)), _arr("int16_t", f"h{k_}", h),
+                 _arr("uint8_t", f"rec{k_}", np.ravel(rec))]
+    lib.case(
+        f"    {{ extern uint32_t fu_b[{H}]; extern int16_t fu_hi[{H}], fu_ho[{H}];"
+        f" uint32_t *b = fu_b; int16_t *hi = fu_hi, *ho = fu_ho; uint16_t r;\n"
+        f"      for (r = 0; r < {n}u; ++r) {{\n"
+        f"        for (i = 0; i < {H}u; ++i) {{ b[i] = pgm_read_dword(&acc{k_}[r * {H}u + i]);"
+        f" hi[i] = (int16_t)pgm_read_word(&h{k_}[r * {H}u + i]); }}\n"
+        f"        {lib.name}_funits(b, ho, hi, rec{k_}, {H}u);\n"
+        f"        for (i = 0; i < {H}u; ++i) {{ tv_hex((uint32_t)(int32_t)ho[i]); }}\n"
+        f"      }} }}\n",
+        [int(v) for v in want.ravel()])
+
+
+def routine_libs() -> list[Lib]:
+    """Every (gate, update) pair of FastGRNN and every update of FastRNN, int8 and int16, at
+    hidden formats 9..14 (per-unit models drawn directly) and the quantizer's own."""
+    rng = np.random.default_rng(77)
+    libs: list[Lib] = []
+    cells = [("FastGRNN", g, u) for g in GATES for u in NLS] + [("FastRNN", "sigmoid", u) for u in NLS]
+    for k, (cell, gate, update) in enumerate(cells):
+        for seed in range(600 + 50 * k, 650 + 50 * k):  # the first draw within the residual update's bound
+            try:
+                qm = per_unit_qmodel(seed=seed, bits=8 if k % 2 else 16, D=3, H=5, cell=cell, gate_nl=gate,
+                                     update_nl=update, shifts=(-9, 9))
+                break
+            except OverflowBound:
+                continue
+        qm = dataclasses.replace(qm, profile="fast")
+        lib = Lib(f"u{k}", qm)
+        add_funits(lib, rng)
+        libs.append(lib)
+    for k, (cell, gate, update) in enumerate(cells[::3]):
+        kw: dict[str, Any] = dict(D=3, H=6, C=2, cell=cell, update_nl=update, seed=700 + k)
+        if cell == "FastGRNN":
+            kw["gate_nl"] = gate
+        lib = Lib(f"q{k}", fast_q(8 + 8 * (k % 2), **kw))
+        add_funits(lib, rng, 4)
+        libs.append(lib)
+    return libs
+
+
+@pytest.mark.slow
+def test_funits_vectors_in_simavr(tmp_path):
+    """The per-unit routine in assembly, every nonlinearity pair, bit-exact with the spec."""
+    need("avr-gcc")
+    need("simavr")
+    libs = routine_libs()
+    for lib in libs:
+        assert f"{lib.name}_funits(" in render_library(lib.qm, lib.name, backend="avr")[f"src/{lib.name}.c"].decode()
+    got: dict[tuple[str, int], list[int]] = {}
+    for i in range(0, len(libs), 16):  # 16 libraries an image: their tables and vectors stay below 64 KB
+        libs[i].data.append(f"uint32_t fu_b[{SHIFTS.size}]; int16_t fu_hi[{SHIFTS.size}], fu_ho[{SHIFTS.size}];")
+        got.update(build_and_run(libs[i:i + 16], tmp_path / f"img{i}"))
+    bad = []
+    for lib in libs:
+        for k, want in enumerate(lib.want):
+            dev = got.get((lib.name, k))
+            if dev != want:
+                first = next((i for i in range(len(want)) if dev is None or i >= len(dev) or dev[i] != want[i]), None)
+                bad.append(f"{lib.name} ({lib.qm.cell} {lib.qm.gate_nl} {lib.qm.update_nl} rs {lib.qm.residual_shift})"
+                           f" case {k}: first difference at {first}")
+    assert len(libs) > 40
+    assert not bad, f"{len(bad)} of {len(libs)} differ:\n" + "\n".join(bad[:30])
+
+
+def fast_models() -> list[tuple[str, QuantizedModel]]:
+    """Fast FastGRNN / FastRNN models the AVR step takes: every gate with a table and a quantised
+    update, every update, int8 / int16, dense (one and two row blocks, in place and not), low rank
+    (ranks 1..8), and per-unit models drawn with shifts from -9 to 24."""
+    out: list[tuple[str, QuantizedModel]] = []
+    shapes = [dict(D=5, H=8, C=3), dict(D=5, H=8, C=3, wrank=3, urank=4), dict(D=6, H=40, C=3, wrank=2, urank=8),
+              dict(D=4, H=37, C=2), dict(D=7, H=12, C=4, wrank=1, urank=5)]
+    pairs = [(g, u) for g in GATES for u in NLS]
+    for k, (gate, update) in enumerate(pairs[::2] + [("sigmoid", "tanh"), ("tanh", "sigmoid")]):
+        out.append((f"g{k}", fast_q(8 if k % 2 else 16, cell="FastGRNN", gate_nl=gate, update_nl=update, seed=900 + k,
+                                    **shapes[k % len(shapes)])))
+    for k, update in enumerate(NLS):
+        out.append((f"r{k}", fast_q(16 if k % 2 else 8, cell="FastRNN", update_nl=update, seed=950 + k,
+                                    **shapes[(k + 2) % len(shapes)])))
+    for k, (bits, kw) in enumerate([(8, dict(shifts=(-9, 24))), (16, dict(wrank=3, urank=6, shifts=(-3, 16))),
+                                    (8, dict(cell="FastRNN", update_nl="quantTanh", shifts=(0, 20)))]):
+        for seed in range(40 + 50 * k, 90 + 50 * k):
+            try:
+                qm = per_unit_qmodel(seed=seed, bits=bits, **kw)  # type: ignore[arg-type]
+                break
+            except OverflowBound:
+                continue
+        out.append((f"p{k}", dataclasses.replace(qm, profile="fast")))
+    return out
+
+
+@pytest.mark.slow
+def test_fast_models_in_simavr(tmp_path):
+    """Whole fast-profile models through the AVR step, a dozen an image, bit-exact with the
+    simulator in every hidden state and logit."""
+    need("avr-gcc")
+    need("simavr")
+    models = fast_models()
+    for name, qm in models:
+        assert f"{name}_funits(" in render_library(qm, name, backend="avr")[f"src/{name}.c"].decode(), name
+    inputs = {name: saturating_inputs(qm.input_dim, seed=k % 4) for k, (name, qm) in enumerate(models)}
+    bad: list[str] = []
+    for i in range(0, len(models), 12):  # the constants of an image stay below 64 KB (LPM)
+        part = models[i:i + 12]
+        elf = build_image(tmp_path / f"img{i}", part, inputs, [], mcu=MCU)
+        assert flash_constants_end(elf) <= 0x10000
+        got = run_image(elf, MCU)
+        assert len(got) == 6 * len(part)
+        bad += mismatches(part, inputs, got)
+    assert not bad, f"{len(bad)} sequences differ:\n" + "\n".join(bad[:20])
+
+
+def test_avr_step_choice():
+    """The AVR kernel takes its own fast step where the assembly applies and the shared C step
+    elsewhere (a relu gate; sparse factors); the precise profile keeps its own step."""
+    dense = fast_q(8, D=4, H=6, C=2, seed=3)
+    relu = fast_q(8, D=4, H=6, C=2, seed=3, gate_nl="relu")
+    sparse = fast_q(8, D=12, H=16, C=2, seed=4, sparsity=0.8)
+    assert any(f.sparse for f in sparse.W.factors + sparse.U.factors)
+    src = {k: render_library(qm, "m", backend="avr")["src/m.c"].decode()
+           for k, qm in (("dense", dense), ("relu", relu), ("sparse", sparse))}
+    assert "m_funits(" in src["dense"]
+    assert "m_funits(" not in src["relu"] and "m_funits(" not in src["sparse"]
+    precise = dataclasses.replace(dense, profile="precise")
+    assert "m_funits(" not in render_library(precise, "m", backend="avr")["src/m.c"].decode()
