@@ -306,7 +306,8 @@ def main() -> None:
                 if board not in args.boards.split(","):
                     continue
                 samples = [refeature(s, Path(tmp)) for s in rec["samples"]]
-                data["boards"][board] = {**refit(board, samples), "kernels": rec.get("kernels")}
+                data["boards"][board] = {**refit(board, samples), "kernels": rec.get("kernels"),
+                                         "kernels_consistent": rec.get("kernels_consistent")}
                 print(f"{board}: {data['boards'][board]['held_out_worst_error']}", file=sys.stderr)
         args.out.write_text(costmodel.to_json(data))
         return

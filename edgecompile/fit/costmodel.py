@@ -69,7 +69,7 @@ TERM_SETS["flash"] += ((*_FLASH_BASE, "fast", "ernn", *(f"fast:{t}" for t in FAS
 #: (``codegen.context.avr_fast_step``), ``fastc`` the fast profile without it (on AVR the shared
 #: C step, ERNN's; on Cortex-M every fast-profile model). On AVR the three regimes (precise,
 #: ``asm``, ``fastc``) each take their own coefficients in the regime sets below.
-SPLITS = {"fast": "fast", "asm": "avr_asm", "fastc": "fast_c"}
+SPLITS = {"fast": "fast", "asm": "avr_asm", "fastc": "fast_c", "ernn": "ernn"}
 _REGIME_CYCLES = ("one", "macs_dense8", "macs_dense16", "macs_sparse8", "macs_sparse16", "rows_first",
                   "rows_dense", "rows_sparse", "unit_updates", "per_unit_units", "grnn_hidden", "copy_units",
                   "fc_per_step", "per_step", "avr_calls", "avr_vsum", "macs_regs", "fc_vsum_per_step")
@@ -100,6 +100,15 @@ TERM_SETS["flash"] += (
      *(f"fastc:{t}" for t in _FASTC_FLASH)))
 TERM_SETS["ram"] += (("one", "hidden", "inputs", "classes", "ranks", "grnn", "bits16", "frame_bytes",
                       "fast", "avr_asm", "asm:hidden", "fastc:hidden"),)
+#: ARMv6-M (the fast C step's column-outer form): straight code with the weights as immediates.
+_M0 = ("straight_macs", "m0_written", "m0_final")
+TERM_SETS["flash"] += ((*_FLASH_BASE, "fast", "ernn", "cols_passes", "ernn_hidden", "rows_sparse",
+                        "smooth_tables", *_M0),)
+_ERNN_STEP = ("one", "macs_dense8", "macs_dense16", "macs_sparse8", "macs_sparse16", "rows_dense", "rows_sparse",
+              "unit_updates", "fc_per_step", "per_step")
+TERM_SETS["cycles"] += ((*_CYCLES_STEP, "per_unit_units", "ernn_units", *_M0, "m0_units", "m0_grnn_units"),
+                        (*_CYCLES_STEP, "per_unit_units", *_M0, "m0_units", "m0_grnn_units",
+                         *(f"ernn:{t}" for t in _ERNN_STEP)))
 #: Every feature some set reads.
 TERMS: dict[str, tuple[str, ...]] = {
     t: tuple(dict.fromkeys(name for terms in sets for name in terms)) for t, sets in TERM_SETS.items()}
@@ -119,6 +128,8 @@ COLS_MAX_RANK = 16
 COLS_GROUP = 6
 #: Activations up to which a column-outer product is straight code (a loop past it).
 COLS_STRAIGHT = 32
+#: Weights up to which the ARMv6-M kernel writes a low-rank final factor out as immediates.
+M0_WRITTEN = 320
 
 
 #: Rows of a block on the AVR kernel (one call of its row-sum routine per block), at most.
@@ -215,7 +226,7 @@ def features(qm: QuantizedModel, steps: int) -> dict[str, float]:
          "rows_first", "factors_dense", "factors_sparse", "macs_dense8", "macs_dense16",
          "macs_sparse8", "macs_sparse16", "tail_macs", "macs_cols_first", "macs_cols_final",
          "rows_cols_first", "fc_cols_per_step", "cols_passes", "macs_cols_final_spilled",
-         "macs_cols_first_looped", "straight_macs", "cols_final_rank"), 0.0)
+         "macs_cols_first_looped", "straight_macs", "cols_final_rank", "m0_written", "m0_final"), 0.0)
     # the fast step of FastGRNN/FastRNN in column-outer form (low-rank first factors and the
     # classifier; final factors of rank <= COLS_MAX_RANK against their mids in locals)
     cols = qm.profile == "fast" and qm.cell != "ERNN"
@@ -248,6 +259,9 @@ def features(qm: QuantizedModel, steps: int) -> dict[str, float]:
                             f["straight_macs"] += fac.values.size
                     elif rows_in <= COLS_MAX_RANK:
                         f["macs_cols_final"] += fac.values.size
+                        if fac.values.size <= M0_WRITTEN:  # ARMv6-M: written out, weights as immediates
+                            f["m0_written"] += fac.values.size
+                            f["m0_final"] = 1.0 if mat is qm.U else f["m0_final"]
                         f["cols_final_rank"] += rows_in  # the unit loop's body: one MAC per mid
                         if rows_in > COLS_GROUP:  # more mids than registers
                             f["macs_cols_final_spilled"] += fac.values.size
@@ -280,6 +294,7 @@ def features(qm: QuantizedModel, steps: int) -> dict[str, float]:
              unit_updates=H * K, fast_units=fast * H * K, per_unit_units=per_unit * H * K,
              nl_smooth=smooth * H * K, nl_smooth_fast=fast * smooth * H * K,
              copy_units=0.0 if qm.U.low_rank else H * K, **avr_routines(qm, steps),
+             m0_units=f["m0_final"] * H, m0_grnn_units=f["m0_final"] * grnn * H,
              fc_per_step=(H * C) / max(steps, 1), per_step=1.0 / max(steps, 1))
     return f
 
