@@ -250,13 +250,13 @@ def _loo_worst(rows: list[dict[str, float]], y: list[float], terms: tuple[str, .
 def _fit(board: str, fit: list[dict[str, Any]], frame_steps: int,
          choose: bool = False) -> costmodel.BoardCostModel:
     """Coefficients fitted on ``fit``; ``choose``: each target's feature set is the one of
-    ``costmodel.TERM_SETS`` with the lowest worst leave-one-out error (the first set otherwise)."""
+    ``costmodel.term_sets(board, target)`` with the lowest worst leave-one-out error (the first set otherwise)."""
     probe = costmodel.BoardCostModel(board, {}, {}, frame_steps)
     rows = [probe.terms(s["features"]) for s in fit]
     coefs = {}
     for t in costmodel.TARGETS:
         y = [float(s["measured"][t]) for s in fit]
-        sets = costmodel.TERM_SETS[t]
+        sets = costmodel.term_sets(board, t)
         terms = min(sets, key=lambda ts: _loo_worst(rows, y, ts)) if choose and len(sets) > 1 else sets[0]
         coefs[t] = costmodel.fit_linear(rows, y, terms)
     return costmodel.BoardCostModel(board, coefs, {}, frame_steps)

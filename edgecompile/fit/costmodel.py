@@ -109,9 +109,26 @@ _ERNN_STEP = ("one", "macs_dense8", "macs_dense16", "macs_sparse8", "macs_sparse
 TERM_SETS["cycles"] += ((*_CYCLES_STEP, "per_unit_units", "ernn_units", *_M0, "m0_units", "m0_grnn_units"),
                         (*_CYCLES_STEP, "per_unit_units", *_M0, "m0_units", "m0_grnn_units",
                          *(f"ernn:{t}" for t in _ERNN_STEP)))
+#: Sets only one board's fit chooses from besides TERM_SETS (its code has forms the others lack).
+#: The micro:bit (ARMv6-M): :func:`m0_features`, the straight code with the weights as immediates.
+BOARD_TERM_SETS: dict[str, dict[str, tuple[tuple[str, ...], ...]]] = {
+    "microbit": {"flash": (("one", "weight_bytes_dense", "weight_bytes_sparse", "index_bytes", "factors_dense",
+                            "factors_sparse", "hidden", "grnn", "bits16", "fast", "ernn", "ernn_hidden",
+                            "rows_sparse", "smooth_tables", "m0_code_w", "m0_code_l", "m0_written_bytes",
+                            "m0_fsums", "m0_fc_blocks", "m0_rows", "m0f_units", "m0a_units"),)},
+}
+
+
+def term_sets(board: str, target: str) -> tuple[tuple[str, ...], ...]:
+    """The feature sets ``board``'s fit of ``target`` chooses from."""
+    return TERM_SETS[target] + BOARD_TERM_SETS.get(board, {}).get(target, ())
+
+
 #: Every feature some set reads.
 TERMS: dict[str, tuple[str, ...]] = {
-    t: tuple(dict.fromkeys(name for terms in sets for name in terms)) for t, sets in TERM_SETS.items()}
+    t: tuple(dict.fromkeys(name for terms in (*sets, *(ts for b in BOARD_TERM_SETS.values()
+                                                                 for ts in b.get(t, ())))
+                           for name in terms)) for t, sets in TERM_SETS.items()}
 #: The split terms some set reads: (term, indicator, name).
 _SPLIT_TERMS = tuple(dict.fromkeys((t, SPLITS[t.split(":")[0]], t.split(":")[1])
                                    for names in TERMS.values() for t in names if ":" in t))
@@ -287,6 +304,7 @@ def features(qm: QuantizedModel, steps: int) -> dict[str, float]:
     f.update(one=1.0, hidden=H, inputs=D, classes=C, ranks=ranks, grnn=grnn,
              ernn=1.0 if qm.cell == "ERNN" else 0.0, inner_steps=K, fast=fast,
              ernn_units=H * K if qm.cell == "ERNN" else 0.0, ernn_hidden=H if qm.cell == "ERNN" else 0.0,
+             macs_sparse=f["macs_sparse8"] + f["macs_sparse16"],
              macs_fast=fast * sum(f[k] for k in ("macs_dense8", "macs_dense16", "macs_sparse8", "macs_sparse16")),
              avr_asm=asm, fast_c=fast - asm, smooth_tables=len({n for n in nls if n in SMOOTH_NLS}),
              bits16=1.0 if qm.bits == 16 else 0.0, grnn_hidden=grnn * H,
@@ -296,6 +314,79 @@ def features(qm: QuantizedModel, steps: int) -> dict[str, float]:
              copy_units=0.0 if qm.U.low_rank else H * K, **avr_routines(qm, steps),
              m0_units=f["m0_final"] * H, m0_grnn_units=f["m0_final"] * grnn * H,
              fc_per_step=(H * C) / max(steps, 1), per_step=1.0 / max(steps, 1))
+    f.update(m0_features(qm, steps))
+    return f
+
+
+#: ARMv6-M's column-outer groups: rows of a straight-code block, and of a looped one (the classifier,
+#: first factors of more than COLS_STRAIGHT inputs); the looped blocks take COLS_UNROLL columns a turn.
+M0_GROUP, M0_GROUP_LOOPED, COLS_UNROLL = 6, 3, 4
+
+
+def m0_features(qm: QuantizedModel, steps: int) -> dict[str, float]:
+    """The ARMv6-M fast step's forms for ``qm`` (``templates/library/kernels/_c_step_fast.j2``,
+    the column-outer step of FastGRNN/FastRNN; all 0 for another model). Per time step:
+    ``m0_first_w`` / ``m0_final_w`` multiply-accumulates written out as straight code with each
+    weight an immediate (low-rank first factors of up to COLS_STRAIGHT inputs; final factors of
+    rank <= COLS_MAX_RANK and at most M0_WRITTEN weights), ``m0_first_l`` those of first factors
+    read in a loop (``m0_first_iters`` its turns of COLS_UNROLL columns), ``m0_final_l`` those of
+    final factors summed in a loop over the units against the mids (``m0_final_rows`` its rows),
+    ``m0_rows`` the rows other factors sum by a dot product (``m0_row_macs`` theirs);
+    ``m0f_units`` the units whose sum U's written-out pass shifts, saturates and adds the biases
+    to, ``m0a_units`` those updated in Thumb-1 assembly, ``m0c_units`` the others. For flash:
+    ``m0_code_w`` the written-out products, ``m0_code_l`` those in a loop body (the classifier's
+    included), ``m0_written_bytes`` the weights of the written-out factors, ``m0_fsums`` the
+    written-out final rows (one store each) and ``m0_fc_blocks`` the classifier's blocks."""
+    keys = ("m0_first_w", "m0_final_w", "m0_first_l", "m0_first_iters", "m0_final_l", "m0_final_rows",
+            "m0_rows", "m0_row_macs", "m0f_units", "m0a_units", "m0c_units", "m0_code_w", "m0_code_l",
+            "m0_written_bytes", "m0_fsums", "m0_fc_blocks", "m0_w16")
+    f = dict.fromkeys(keys, 0.0)
+    if qm.profile != "fast" or qm.cell == "ERNN":
+        return f
+    H = qm.hidden_dim
+    wbytes = qm.bits // 8
+    for mat in (qm.W, qm.U):
+        for i, fac in enumerate(mat.factors):
+            n, out = fac.shape
+            if fac.sparse:
+                continue
+            if mat.low_rank and i == 0:
+                if n <= COLS_STRAIGHT:
+                    f["m0_first_w"] += n * out
+                    f["m0_code_w"] += n * out
+                else:
+                    blocks = _ceil(out, M0_GROUP_LOOPED)
+                    f["m0_first_l"] += n * out
+                    f["m0_first_iters"] += blocks * (n // COLS_UNROLL)
+                    f["m0_code_l"] += out * (COLS_UNROLL + n % COLS_UNROLL)
+            elif mat.low_rank and n <= COLS_MAX_RANK:
+                if H * n <= M0_WRITTEN:
+                    f["m0_final_w"] += H * n
+                    f["m0_code_w"] += H * n
+                    f["m0_written_bytes"] += H * n * wbytes
+                    f["m0_fsums"] += H
+                else:
+                    f["m0_final_l"] += H * n
+                    f["m0_final_rows"] += H
+                    f["m0_code_l"] += n
+            else:
+                f["m0_rows"] += out
+                f["m0_row_macs"] += n * out
+    U = qm.U
+    m0f = U.low_rank and not U.factors[1].sparse and U.factors[1].shape[0] <= COLS_MAX_RANK \
+        and H * U.factors[1].shape[0] <= M0_WRITTEN
+    from edgecompile.sim.fast import coef_table
+
+    m0a = (m0f and qm.cell == "FastGRNN" and qm.gate_nl == "sigmoid" and qm.update_nl == "tanh"
+           and -31 <= qm.residual_shift <= 31 and 1 <= qm.gate_frac <= 30 and coef_table(qm) is not None)
+    f["m0f_units"] = H * float(m0f)
+    f["m0a_units"] = H * float(m0a)
+    f["m0c_units"] = H * float(not m0a)
+    if not qm.FC.sparse:
+        C = qm.FC.shape[1]
+        f["m0_fc_blocks"] = _ceil(C, M0_GROUP_LOOPED)
+        f["m0_code_l"] += C * (COLS_UNROLL + H % COLS_UNROLL)
+    f["m0_w16"] = (f["m0_first_w"] + f["m0_final_w"]) * (qm.bits == 16)
     return f
 
 
