@@ -23,8 +23,7 @@ from edgecompile.ir.fixedpoint import sat16
 from edgecompile.ir.qmodel import QuantizedModel
 from edgecompile.quant.bounds import OverflowBound
 from edgecompile.quant.quantizer import quantize
-from edgecompile.sim.fast import FAST_TABLES, apply_fast, coef_table, floor_shift, table_index
-from edgecompile.sim.simulator import gate_coef, residual_update
+from edgecompile.sim.fast import floor_shift, unit_update
 
 from .helpers.models import make_inputs, make_model
 from .helpers.per_unit import per_unit_qmodel
@@ -46,17 +45,7 @@ def unit_spec(qm: QuantizedModel, acc: np.ndarray, h: np.ndarray, shifts: np.nda
               bg: np.ndarray) -> np.ndarray:
     """The fast profile's per-unit update of ``acc = accW + accU`` and ``h`` ([N, units]) with the
     units' shifts and biases, per the spec (docs/fixed-point.md, "The fast profile")."""
-    p = sat16(floor_shift(acc, shifts))
-    c = apply_fast(qm.update_nl, sat16(p + bu))
-    if qm.cell != "FastGRNN":
-        return residual_update(qm, h, c)
-    ug = sat16(p + bg)
-    coef_t = coef_table(qm)
-    if coef_t is not None:
-        i = table_index(qm.gate_nl, ug)
-        return residual_update(qm, h, c, FAST_TABLES[qm.gate_nl][i], coef_t[i])
-    z = apply_fast(qm.gate_nl, ug)
-    return residual_update(qm, h, c, z, gate_coef(qm, z))
+    return unit_update(qm, sat16(floor_shift(acc, shifts)), h, bu, bg if qm.cell == "FastGRNN" else None)
 
 
 #: The units of one vector row: every per-unit shift -31..31 once.

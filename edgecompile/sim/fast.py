@@ -84,15 +84,22 @@ def pre16(qm: QuantizedModel, h: np.ndarray, x_q: np.ndarray) -> np.ndarray:
 
 def step_fast(qm: QuantizedModel, h: np.ndarray, x_q: np.ndarray) -> np.ndarray:
     """One time step of the fast profile for a batch: ``h [N, H]``, ``x_q [N, D]`` → new h."""
-    from edgecompile.sim.simulator import gate_coef, residual_update
-
     if qm.cell == "ERNN":
         return step_ernn(qm, h, x_q)
-    p = pre16(qm, h, x_q)
-    c = apply_fast(qm.update_nl, sat16(p + qm.bias_update))
-    if qm.cell != "FastGRNN":
+    bias_gate = qm.grnn_terms()[0] if qm.cell == "FastGRNN" else None
+    return unit_update(qm, pre16(qm, h, x_q), h, qm.bias_update, bias_gate)
+
+
+def unit_update(qm: QuantizedModel, p: np.ndarray, h: np.ndarray, bias_update: np.ndarray,
+                bias_gate: np.ndarray | None) -> np.ndarray:
+    """The fast profile's per-unit update of the int16 Q12 pre-activation ``p`` and the state
+    ``h`` ([N, units]) with the units' biases (FastGRNN: also the gate's): the new h."""
+    from edgecompile.sim.simulator import gate_coef, residual_update
+
+    c = apply_fast(qm.update_nl, sat16(p + bias_update))
+    if bias_gate is None:
         return residual_update(qm, h, c)
-    ug = sat16(p + qm.grnn_terms()[0])
+    ug = sat16(p + bias_gate)
     coef_t = coef_table(qm)
     if coef_t is not None:
         i = table_index(qm.gate_nl, ug)
