@@ -19,7 +19,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edgecompile.codegen import render_library
 from edgecompile.frontend.checkpoint import load_checkpoint, model_from_arrays
 from edgecompile.ir.model import FloatModel
 from edgecompile.ir.qmodel import QuantizedModel, load_qmodel, qmodel_from_json, qmodel_to_json
@@ -29,13 +28,12 @@ from edgecompile.reference import forward
 from edgecompile.sim.simulator import quantize_inputs, simulate, step
 
 from . import harness_build as hb
-from .cbuild import PLAIN, write_tree
+from .cbuild import PLAIN
 from .helpers.codegen import HYPO, assert_bit_exact, int_inputs
-from .helpers.emulator import run_to_end
+from .helpers.matrix import assert_device_matches, check_on_qemu
 
 ROOT = Path(__file__).resolve().parent.parent
 EXE = str(ROOT / ".venv" / "bin" / "edgecompile")
-HAL_DRIVER = Path(__file__).resolve().parent / "c" / "hal_matrix.c"
 NLS = ("sigmoid", "tanh", "quantSigm", "quantTanh", "quantSigm4", "relu")
 
 
@@ -493,58 +491,12 @@ def test_ernn_models_in_simavr(device_models, kernel, tmp_path):
     """Every device model in one atmega2560 image per kernel, the real 16-bit-int AVR code, bit-exact
     with the simulator in every hidden state (hashed per sequence) and logit; clean under avr-gcc
     -Wconversion -Wsign-conversion."""
-    from .test_avr_matrix import KERNELS, build_image, mismatches, need, run_image
+    from .test_avr_matrix import KERNELS, build_image, need, run_image
 
     need("avr-gcc")
     need("simavr")
     models, inputs = device_models
-    elf = build_image(tmp_path, models, inputs, KERNELS[kernel])
-    got = run_image(elf)
-    assert len(got) == sum(inputs[n].shape[0] for n, _ in models)
-    bad = mismatches(models, inputs, got)
-    assert not bad, f"{len(bad)} of {len(got)} sequences differ:\n" + "\n".join(bad[:20])
-
-
-def build_hal_image(out: Path, board: str, models: list[tuple[str, QuantizedModel]],
-                    inputs: dict[str, np.ndarray]) -> Path:
-    """One Cortex-M ELF running every model on its inputs (tests/c/hal_matrix.c on the board's HAL),
-    linked with the start-up code and linker script of firmware/cortexm; the board's own kernel."""
-    from edgecompile.targets.boards import get_board
-
-    out.mkdir(parents=True, exist_ok=True)
-    backend = get_board(board).kernel_backend
-    header, listing, srcs, incs = ["#include <stdint.h>"], ["#define EC_MATRIX_MODELS(X) \\"], [], []
-    for name, qm in models:
-        src = write_tree(render_library(qm, name, backend=backend), out / name) / "src"
-        srcs.append(str(src / f"{name}.c"))
-        incs.append(f"-I{src}")
-        x = inputs[name]
-        n, steps, _ = x.shape
-        values = ", ".join("(-32767 - 1)" if int(v) == -32768 else str(int(v)) for v in x.ravel())
-        header += [f'#include "{name}.h"', f"static const int16_t {name}_x[{x.size}] = {{{values}}};"]
-        listing.append(f"    X({name}, {name.upper()}, {name}_x, {n}u, {steps}u) \\")
-    (out / "hal_matrix_models.h").write_text("\n".join(header + listing + ["", ""]))
-    hal = sorted(str(p) for p in hb.family_dir(board).glob("*.c"))
-    inc = [f"-I{out}", f"-I{hb.HARNESS}", f"-I{hb.family_dir(board)}", f"-I{hb.FIRMWARE / 'mcu'}", *incs]
-    elf = out / f"matrix_{board}.elf"
-    proc = subprocess.run(hb.cortexm_command(out, board, [str(HAL_DRIVER), *hal, *srcs], inc, elf),
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0 and not proc.stderr.strip(), proc.stderr[-3000:]
-    return elf
-
-
-def run_hal_image(board: str, elf: Path, timeout_s: float = 120.0) -> dict[tuple[str, int], list[int]]:
-    """{(model, sequence): [hash, logit 0, ...]} as test_avr_matrix.run_image reads it."""
-    from edgecompile.emulators.process import emulate
-
-    with emulate(board, elf) as emu:
-        text = run_to_end(emu, board, timeout_s)
-    results = {}
-    for line in text.split("\r\n"):
-        if line.startswith("R "):
-            _, name, seq, *vals = line.split()
-            results[(name, int(seq, 16))] = [int(v, 16) for v in vals]
-    return results
+    assert_device_matches(models, inputs, run_image(build_image(tmp_path, models, inputs, KERNELS[kernel])))
 
 
 @pytest.mark.slow
@@ -554,17 +506,10 @@ def test_ernn_models_on_qemu(device_models, board, tmp_path):
     armv7em with the DSP instructions (AN386), under QEMU, bit-exact in every state and logit."""
     from edgecompile.targets.boards import get_board
 
-    from .test_avr_matrix import mismatches
-
-    hb.need("qemu-system-arm")
     want = {"microbit": "armv6m", "mps2_an385": "armv7m", "mps2_an386": "armv7em"}[board]
     assert get_board(board).kernel_backend == want
     models, inputs = device_models
-    elf = build_hal_image(tmp_path, board, models, inputs)
-    got = run_hal_image(board, elf)
-    assert len(got) == sum(inputs[n].shape[0] for n, _ in models)
-    bad = mismatches(models, inputs, got)
-    assert not bad, f"{len(bad)} of {len(got)} sequences differ:\n" + "\n".join(bad[:20])
+    check_on_qemu(tmp_path, board, models, inputs)
 
 
 def test_device_models_reach_saturation(device_models):

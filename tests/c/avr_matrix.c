@@ -50,71 +50,28 @@ static void uart_putc(uint8_t byte)
     tx_busy = 1u;
 }
 
-static void put_str(const char *s)
-{
-    while (*s != '\0') {
-        uart_putc((uint8_t)*s);
-        ++s;
-    }
-}
-
-static void put_hex32(uint32_t v)
-{
-    int8_t i;
-    uart_putc((uint8_t)' ');
-    for (i = 28; i >= 0; i = (int8_t)(i - 4)) {
-        const uint8_t d = (uint8_t)((v >> (uint8_t)i) & 0xFu);
-        uart_putc((uint8_t)"0123456789abcdef"[d]);
-    }
-}
-
-static uint32_t fnv_u16(uint32_t hash, int16_t v)
-{
-    hash = (hash ^ (uint32_t)(uint8_t)(uint16_t)v) * 16777619UL;
-    return (hash ^ (uint32_t)(uint8_t)((uint16_t)v >> 8)) * 16777619UL;
-}
-
-/* One model: every sequence of its inputs, one result line each. */
-#define EC_MATRIX_RUN(nm, NM, xs, n, steps)                                                     \
-    static void run_##nm(void)                                                                  \
-    {                                                                                           \
-        nm##_state_t s;                                                                         \
-        int32_t logits[NM##_NUM_CLASSES];                                                       \
+#define EC_MATRIX_PUTC(byte) uart_putc(byte)
+#define EC_MATRIX_INDEX uint16_t
+/* The step's inputs read from flash. */
+#define EC_MATRIX_STEP(nm, NM, s, xs, base)                                                     \
+    do {                                                                                        \
         int16_t x[NM##_INPUT_DIM];                                                              \
-        uint16_t i, t, d, j;                                                                    \
-        for (i = 0; i < (uint16_t)(n); ++i) {                                                   \
-            uint32_t hash = 2166136261UL;                                                       \
-            nm##_reset(&s);                                                                     \
-            for (t = 0; t < (uint16_t)(steps); ++t) {                                           \
-                const uint32_t base = ((uint32_t)i * (uint32_t)(steps) + t) * NM##_INPUT_DIM;   \
-                for (d = 0; d < NM##_INPUT_DIM; ++d) {                                          \
-                    x[d] = (int16_t)pgm_read_word(&xs[base + d]);                               \
-                }                                                                               \
-                nm##_step(&s, x);                                                               \
-                for (j = 0; j < NM##_HIDDEN_DIM; ++j) {                                         \
-                    hash = fnv_u16(hash, nm##_hidden(&s)[j]);                                   \
-                }                                                                               \
-            }                                                                                   \
-            nm##_logits(&s, logits);                                                            \
-            put_str("R " #nm);                                                                  \
-            put_hex32((uint32_t)i);                                                             \
-            put_hex32(hash);                                                                    \
-            for (j = 0; j < NM##_NUM_CLASSES; ++j) {                                            \
-                put_hex32((uint32_t)logits[j]);                                                 \
-            }                                                                                   \
-            put_str("\r\n");                                                                    \
+        uint16_t d;                                                                             \
+        for (d = 0; d < NM##_INPUT_DIM; ++d) {                                                  \
+            x[d] = (int16_t)pgm_read_word(&(xs)[(base) + d]);                                   \
         }                                                                                       \
-    }
-EC_MATRIX_MODELS(EC_MATRIX_RUN)
+        nm##_step(&(s), x);                                                                     \
+    } while (0)
+#include "matrix_run.h"
 
-#define EC_MATRIX_CALL(nm, NM, xs, n, steps) run_##nm();
+EC_MATRIX_MODELS(EC_MATRIX_RUN)
 
 int main(void)
 {
     uart_init();
     (void)uart_getc();
     EC_MATRIX_MODELS(EC_MATRIX_CALL)
-    put_str("END\r\n");
+    ec_matrix_str("END\r\n");
     for (;;) {
     }
 }

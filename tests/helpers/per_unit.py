@@ -94,6 +94,17 @@ def per_unit_qmodel(seed: int, bits: int = 8, D: int = 5, H: int = 8, C: int = 3
     return qm
 
 
+def first_per_unit_qmodel(seed: int, tries: int = 40, **kw: Any) -> QuantizedModel | None:
+    """The first of ``per_unit_qmodel(seed, **kw)``, ``per_unit_qmodel(seed + 1, **kw)``, ...
+    (``tries`` seeds) that draws within the bounds; None when none of them does."""
+    for s in range(seed, seed + tries):
+        try:
+            return per_unit_qmodel(s, **kw)
+        except Exception:  # noqa: BLE001 - this draw fails a residual bound: the next one
+            continue
+    return None
+
+
 #: The per-unit models of the emulator and host runs: int8 / int16, dense / low rank / sparse,
 #: shifts negative, zero and positive.
 PER_UNIT_CASES: dict[str, dict[str, Any]] = {
