@@ -9,6 +9,10 @@ code and model data (weights + tables) from the symbol table. Prints ONE markdow
         [--boards uno,mps2_an385,mps2_an386,mps2_an500] [--n 4] [--work DIR]
         [--kernels fast,reference] [--profile precise,fast]
 
+Cell ``a-trained`` is cell a's shape trained (``edgecompile.train``, a few seeded epochs on a
+synthetic 10-class task of 16 x 16 sequences), cached as ``a_trained.npz`` under ``--work`` (or
+``$EDGECOMPILE_BENCH_CACHE``); the other cells are random models.
+
 ``--boards twins`` runs the real boards that have an emulated twin (nucleo_f401re on QEMU's
 netduinoplus2, bluepill_f103c8 on stm32vldiscovery, microbit on microbit); ``all`` both sets.
 
@@ -31,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgecompile.frontend.checkpoint import load_checkpoint, save_checkpoint
 from edgecompile.ir.model import FloatModel
 from edgecompile.pipeline.export import export_project
 from edgecompile.pipeline.verify import verify_project
@@ -47,6 +52,7 @@ CELLS = {
     "a": dict(D=16, H=32, wrank=5, urank=5, T=16, C=10, what="D16 H32 r5/5 (USPS)"),
     "b": dict(D=16, H=32, wrank=None, urank=None, T=16, C=10, what="D16 H32 full rank"),
     "c": dict(D=12, H=32, wrank=None, urank=None, T=29, C=9, what="D12 H32 dense (vowels)"),
+    "a-trained": dict(D=16, H=32, wrank=5, urank=5, T=16, C=10, what="D16 H32 r5/5 (USPS), trained"),
 }
 BOARDS = ("uno", "mps2_an385", "mps2_an386", "mps2_an500")
 #: real boards whose firmware runs on a QEMU twin of the same SoC family
@@ -60,15 +66,57 @@ BOARD_LABEL = {"uno": "Uno (AVR)", "lm3s6965evb": "lm3s6965evb (M3)", "mps2_an38
 NAME = "bench"
 
 
-def cell_model(key: str, seed: int = 0) -> FloatModel:
-    """A FastGRNN of the cell's shape with EdgeML-like random weights (sigmoid gate, tanh update)."""
+def synthetic_task(key: str, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """n labelled sequences of the cell's shape: per class a random smooth template over time and
+    features (a few sinusoids), plus noise and a random gain; labels 0..C-1."""
     c = CELLS[key]
+    T, D, C = c["T"], c["D"], c["C"]
+    proto = np.random.default_rng(1234)
+    t = np.arange(T)[:, None] / T
+    freq, phase = proto.uniform(0.5, 3.0, (C, 1, D)), proto.uniform(0.0, 2 * np.pi, (C, 1, D))
+    templates = np.sin(2 * np.pi * freq * t[None] + phase)  # [C, T, D]
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, C, n)
+    X = templates[y] * rng.uniform(0.7, 1.3, (n, 1, 1)) + rng.normal(0.0, 0.4, (n, T, D))
+    return X.astype(np.float32), y
+
+
+def trained_model(key: str, cache: Path) -> FloatModel:
+    """Cell ``key``'s shape trained for a few seeded epochs on :func:`synthetic_task` (cached)."""
+    path = cache / f"{key.replace('-', '_')}.npz"
+    if not path.exists():
+        from edgecompile.train import TrainConfig, train
+
+        c = CELLS[key]
+        X, y = synthetic_task(key, 600, seed=5)
+        cfg = TrainConfig(hidden=c["H"], wrank=c["wrank"], urank=c["urank"], epochs=6, seed=0)
+        cache.mkdir(parents=True, exist_ok=True)
+        save_checkpoint(train(X, y, cfg).model, path)
+    return load_checkpoint(path)
+
+
+def cell_model(key: str, seed: int = 0, cache: Path | None = None) -> FloatModel:
+    """A FastGRNN of the cell's shape with EdgeML-like random weights (sigmoid gate, tanh update),
+    or, for a ``-trained`` cell, trained (cached under ``cache``)."""
+    c = CELLS[key]
+    if key.endswith("-trained"):
+        return trained_model(key, cache or Path(os.environ.get("EDGECOMPILE_BENCH_CACHE", tempfile.gettempdir())))
     return random_model("FastGRNN", c["D"], c["H"], c["C"], wrank=c["wrank"], urank=c["urank"], seed=seed)
 
 
 def cell_data(key: str, n: int, seed: int = 1) -> np.ndarray:
     c = CELLS[key]
+    if key.endswith("-trained"):  # sequences of the task it learnt
+        return synthetic_task(key, n, seed=100 + seed)[0]
     return np.random.default_rng(seed).normal(0.0, 1.0, (n, c["T"], c["D"])).astype(np.float32)
+
+
+def trained_accuracy(qm, key: str) -> float:
+    """The quantized model's accuracy (bit-exact simulator) on 200 held-out task sequences."""
+    from edgecompile.sim import quantize_inputs, simulate
+
+    X, y = synthetic_task(key, 200, seed=77)
+    return float(np.mean(np.argmax(simulate(qm, quantize_inputs(qm, X)), axis=-1) == y))
 
 
 def macs_per_step(qm) -> int:
@@ -106,12 +154,12 @@ def board_list(spec: str) -> list[str]:
 def run_one(key: str, bits: int, board: str, n: int, work: Path, kernel: str = "fast",
             profile: str = "precise") -> dict:
     board = get_board(board).id
-    fm = cell_model(key)
+    fm = cell_model(key, cache=work)
     X = cell_data(key, n)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         qm = quantize(fm, bits, cell_data(key, 64, seed=2), profile=profile)
-    proj = work / f"{key}{bits}_{board}_{kernel}_{profile}"
+    proj = work / f"{key.replace('-', '_')}{bits}_{board}_{kernel}_{profile}"
     export_project(qm, board, out_dir=proj, force=True, name=NAME)
     if kernel == "reference":  # the library's other kernel, selected by a macro
         ini = proj / "platformio.ini"
@@ -119,6 +167,10 @@ def run_one(key: str, bits: int, board: str, n: int, work: Path, kernel: str = "
     res = build_project(proj, offline=True, echo=None)
     np.save(work / f"X_{key}.npy", X)
     rep = verify_project(proj, data=work / f"X_{key}.npy", emulate=True)
+    if key.endswith("-trained"):
+        fm_acc = trained_accuracy(qm, key)
+        print(f"# {key} int{bits}: accuracy of the quantized model on held-out task sequences {fm_acc:.2f}",
+              file=sys.stderr)
     if not rep.ok:
         raise SystemExit(f"PARITY FAILED for cell {key} int{bits} on {board}: {rep.render()}")
     code, data = split_flash(res.elf, board)

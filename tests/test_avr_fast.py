@@ -12,6 +12,7 @@ state and logit.
 from __future__ import annotations
 
 import dataclasses
+import re
 import warnings
 from typing import Any
 
@@ -93,12 +94,13 @@ def add_funits(lib: Lib, rng: np.random.Generator, n: int = 4) -> None:
     lib.data += [_arr("uint32_t", f"acc{k_}", acc % (1 << 32)), _arr("int16_t", f"h{k_}", h),
                  _arr("uint8_t", f"rec{k_}", np.ravel(rec))]
     lib.case(
-        f"    {{ extern uint32_t fu_b[{H}]; extern int16_t fu_hi[{H}], fu_ho[{H}];"
-        f" uint32_t *b = fu_b; int16_t *hi = fu_hi, *ho = fu_ho; uint16_t r;\n"
+        f"    {{ extern uint32_t fu_b[{H}]; extern int16_t fu_ho[{H}];"
+        f" uint32_t *b = fu_b; int16_t *ho = fu_ho; uint16_t r;\n"
         f"      for (r = 0; r < {n}u; ++r) {{\n"
         f"        for (i = 0; i < {H}u; ++i) {{ b[i] = pgm_read_dword(&acc{k_}[r * {H}u + i]);"
-        f" hi[i] = (int16_t)pgm_read_word(&h{k_}[r * {H}u + i]); }}\n"
-        f"        {lib.name}_funits(b, ho, hi, rec{k_}, {H}u);\n"
+        f" ho[i] = (int16_t)pgm_read_word(&h{k_}[r * {H}u + i]); }}\n"
+        # the routine may update h in place (hout = hin): the step calls it so
+        f"        {lib.name}_funits(b, ho, ho, rec{k_}, {H}u);\n"
         f"        for (i = 0; i < {H}u; ++i) {{ tv_hex((uint32_t)(int32_t)ho[i]); }}\n"
         f"      }} }}\n",
         [int(v) for v in want.ravel()])
@@ -129,7 +131,26 @@ def routine_libs() -> list[Lib]:
         lib = Lib(f"q{k}", fast_q(8 + 8 * (k % 2), **kw))
         add_funits(lib, rng, 4)
         libs.append(lib)
+    # one shift for every unit of the model: the routine's unrolled shift is that one (every residue
+    # mod 8 and byte count, both signs, 0), the vectors' other shifts take the general path
+    pairs = [("sigmoid", "tanh"), ("tanh", "sigmoid"), ("quantSigm", "tanh")]
+    for k, sh in enumerate(UNROLLED):
+        gate, update = pairs[k % len(pairs)]
+        for seed in range(3000 + 50 * k, 3050 + 50 * k):
+            try:
+                qm = per_unit_qmodel(seed=seed, bits=8 if k % 2 else 16, D=3, H=5, gate_nl=gate, update_nl=update,
+                                     shifts=(sh, sh))
+                break
+            except OverflowBound:
+                continue
+        lib = Lib(f"s{k}", dataclasses.replace(qm, profile="fast"))
+        add_funits(lib, rng, 2)
+        libs.append(lib)
     return libs
+
+
+#: The shifts the per-unit routine is built around (one model each; the drawn models reach down to -13).
+UNROLLED = [0, *range(-13, 32, 3)]
 
 
 @pytest.mark.slow
@@ -139,10 +160,13 @@ def test_funits_vectors_in_simavr(tmp_path):
     need("simavr")
     libs = routine_libs()
     for lib in libs:
-        assert f"{lib.name}_funits(" in render_library(lib.qm, lib.name, backend="avr")[f"src/{lib.name}.c"].decode()
+        src = render_library(lib.qm, lib.name, backend="avr")[f"src/{lib.name}.c"].decode()
+        assert f"{lib.name}_funits(" in src
+        if lib.name.startswith("s"):
+            assert f"s = {UNROLLED[int(lib.name[1:])]} here" in src, lib.name
     got: dict[tuple[str, int], list[int]] = {}
     for i in range(0, len(libs), 16):  # 16 libraries an image: their tables and vectors stay below 64 KB
-        libs[i].data.append(f"uint32_t fu_b[{SHIFTS.size}]; int16_t fu_hi[{SHIFTS.size}], fu_ho[{SHIFTS.size}];")
+        libs[i].data.append(f"uint32_t fu_b[{SHIFTS.size}]; int16_t fu_ho[{SHIFTS.size}];")
         got.update(build_and_run(libs[i:i + 16], tmp_path / f"img{i}"))
     bad = []
     for lib in libs:
@@ -154,6 +178,76 @@ def test_funits_vectors_in_simavr(tmp_path):
                            f" case {k}: first difference at {first}")
     assert len(libs) > 40
     assert not bad, f"{len(bad)} of {len(libs)} differ:\n" + "\n".join(bad[:30])
+
+
+def add_sums(lib: Lib, rng: np.random.Generator) -> None:
+    """The low-rank step's sums: ``_fvsum`` (v = 2^7 or 2^15 times the sum of a + 32768, mod 2^32) over
+    1..H activations at the extremes, then ``_f2rows`` from W1's and U1's sums (around the mids'
+    saturation and at the int32 ends): row j less v (left in ``_fv``, the per-unit routine takes it)
+    is the exact sum of W2[j] * mid_W + U2[j] * mid_U mod 2^32, the mids sat16(floor_shift(sum, k))."""
+    qm = lib.qm
+    H, k_ = qm.hidden_dim, len(lib.want)
+    vexp = 7 if qm.bits == 8 else 15
+    for n in sorted({1, 2, 3, 5, H}):
+        a = rng.integers(-32768, 32768, n)
+        a[: n // 2] = rng.choice([-32768, 32767], n // 2)
+        lib.data.append(_arr("int16_t", f"va{k_}_{n}", a))
+        lib.case(f"    for (i = 0; i < {n}u; ++i) {{ a[i] = (int16_t)pgm_read_word(&va{k_}_{n}[i]); }}\n"
+                 f"    tv_hex({lib.name}_fvsum(a, {n}u));\n",
+                 [int((int(np.sum(a + 32768)) << vexp) % (1 << 32))])
+        k_ += 1
+    rw, ru = qm.W.factors[0].values.shape[1], qm.U.factors[0].values.shape[1]
+    shifts = [qm.W.mid_shift(qm.in_frac)] * rw + [qm.U.mid_shift(qm.hid_frac)] * ru
+    w2 = np.concatenate([np.asarray(qm.W.factors[1].values), np.asarray(qm.U.factors[1].values)])  # [nm, H]
+    nm = len(shifts)
+    for _ in range(3):
+        sums = np.empty(nm, dtype=np.int64)
+        for i, sh in enumerate(shifts):
+            top = (1 << 31) - 1 if sh > 0 else ((1 << 31) - 1) >> -sh
+            edge = min(top, 32768 << sh if sh > 0 else 32768 >> -sh)
+            kind = int(rng.integers(0, 3))
+            sums[i] = (rng.integers(-top, top + 1) if kind == 0 else
+                       rng.choice([-1, 1]) * edge + int(rng.integers(-3, 4)) * (1 << max(sh, 0)) if kind == 1
+                       else rng.integers(-edge, edge + 1))
+            sums[i] = min(max(int(sums[i]), -top), top)
+        mids = sat16(floor_shift(sums, np.asarray(shifts)))
+        want = (mids @ w2) % (1 << 32)
+        lib.data.append(_arr("uint32_t", f"fs{k_}", sums % (1 << 32)))
+        row = 4 + nm * qm.bits // 8  # bytes a row of the W2 / U2 table
+        calls = "".join(f"    {lib.name}_f2rows(&{lib.name}_f2[{j0 * row}u], fs, {min(32, H - j0)}u, &fo[{j0}]);\n"
+                        for j0 in range(0, H, 32))
+        lib.case(f"    {{ static uint32_t fs[{nm}], fo[{H}];\n"
+                 f"    for (i = 0; i < {nm}u; ++i) {{ fs[i] = pgm_read_dword(&fs{k_}[i]); }}\n{calls}"
+                 f"    for (i = 0; i < {H}u; ++i) {{ tv_hex(fo[i] - {lib.name}_fv); }} }}\n",
+                 [int(v) for v in want])
+        k_ += 1
+
+
+@pytest.mark.slow
+def test_lowrank_sums_in_simavr(tmp_path):
+    """The low-rank step's assembly sums (``_fvsum``, ``_f2rows`` with the mids), ranks 1..5 of W
+    and U, int8 and int16, one row block and two, bit-exact with the spec."""
+    need("avr-gcc")
+    need("simavr")
+    rng = np.random.default_rng(55)
+    libs = []
+    for k in range(10):
+        kw: dict[str, Any] = dict(wrank=1 + k % 5, urank=1 + (k * 3) % 5, H=[8, 32, 40, 13, 5][k % 5], D=4,
+                                  shifts=(-4, 12))
+        for seed in range(5000 + 50 * k, 5050 + 50 * k):
+            try:
+                qm = per_unit_qmodel(seed=seed, bits=8 if k % 2 else 16, **kw)
+                break
+            except OverflowBound:
+                continue
+        lib = Lib(f"w{k}", dataclasses.replace(qm, profile="fast"))
+        assert f"{lib.name}_f2rows(" in render_library(lib.qm, lib.name, backend="avr")[f"src/{lib.name}.c"].decode()
+        add_sums(lib, rng)
+        libs.append(lib)
+    got = build_and_run(libs, tmp_path)
+    bad = [f"{lib.name} case {k}" for lib in libs for k, want in enumerate(lib.want) if got.get((lib.name, k)) != want]
+    assert sum(len(lib.want) for lib in libs) >= 60
+    assert not bad, f"{len(bad)} differ: {bad[:20]}"
 
 
 def fast_models() -> list[tuple[str, QuantizedModel]]:
@@ -170,8 +264,14 @@ def fast_models() -> list[tuple[str, QuantizedModel]]:
     for k, update in enumerate(NLS):
         out.append((f"r{k}", fast_q(16 if k % 2 else 8, cell="FastRNN", update_nl=update, seed=950 + k,
                                     **shapes[(k + 2) % len(shapes)])))
+    # low rank in two row blocks (H 40) with the logits through the column routine (C 5, 10)
+    out.append(("l0", fast_q(8, cell="FastGRNN", D=6, H=40, C=5, wrank=5, urank=2, seed=990)))
+    out.append(("l1", fast_q(16, cell="FastGRNN", D=6, H=40, C=10, wrank=3, urank=5, seed=991)))
+    out.append(("l2", fast_q(8, cell="FastGRNN", D=16, H=32, C=10, wrank=5, urank=5, seed=992)))
+    # low rank drawn per unit: the mids' shifts of W1 and U1 over a wide range (both signs)
+    lowrank = [(8 + 8 * (k % 2), dict(wrank=1 + k % 5, urank=5 - k % 5, shifts=(-4, 12))) for k in range(8)]
     for k, (bits, kw) in enumerate([(8, dict(shifts=(-9, 24))), (16, dict(wrank=3, urank=6, shifts=(-3, 16))),
-                                    (8, dict(cell="FastRNN", update_nl="quantTanh", shifts=(0, 20)))]):
+                                    (8, dict(cell="FastRNN", update_nl="quantTanh", shifts=(0, 20))), *lowrank]):
         for seed in range(40 + 50 * k, 90 + 50 * k):
             try:
                 qm = per_unit_qmodel(seed=seed, bits=bits, **kw)  # type: ignore[arg-type]
@@ -189,8 +289,15 @@ def test_fast_models_in_simavr(tmp_path):
     need("avr-gcc")
     need("simavr")
     models = fast_models()
+    mid_shifts: set[int] = set()
     for name, qm in models:
-        assert f"{name}_funits(" in render_library(qm, name, backend="avr")[f"src/{name}.c"].decode(), name
+        src = render_library(qm, name, backend="avr")[f"src/{name}.c"].decode()
+        assert f"{name}_funits(" in src, name
+        mid_shifts |= {int(k) for k in re.findall(r"the mids of [WU]: sat16\(sum >> (-?\d+)\)", src)}
+    # the low-rank step's mids: right shifts by bits (<= 5) and by 6, 7 bits (left over 40 bits), whole
+    # bytes and more (the negative ones share the per-unit routine's shift code, its vectors above)
+    assert len(mid_shifts) >= 8 and max(mid_shifts) >= 8, sorted(mid_shifts)
+    assert {k % 8 >= 6 for k in mid_shifts} == {True, False}, sorted(mid_shifts)
     inputs = {name: saturating_inputs(qm.input_dim, seed=k % 4) for k, (name, qm) in enumerate(models)}
     bad: list[str] = []
     for i in range(0, len(models), 12):  # the constants of an image stay below 64 KB (LPM)
