@@ -198,7 +198,8 @@ def measure(board: str, index: int, spec: dict[str, Any], tmp: Path,
     np.save(work / "x.npy", X[:3])
     try:
         _run(["export", str(work / "model.npz"), "--board", board, "--bits", str(spec["bits"]),
-              "--calib", str(work / "calib.npy"), "-o", str(work / "fw")], work)
+              "--calib", str(work / "calib.npy"), "-o", str(work / "fw"),
+              *(["--profile", spec["profile"]] if "profile" in spec else [])], work)
     except RuntimeError as exc:  # e.g. a model the board cannot hold: not a sample
         print(f"  {board} #{index}: skipped ({exc})", file=sys.stderr)
         return None
@@ -238,27 +239,31 @@ def refeature(sample: dict[str, Any], work: Path) -> dict[str, Any]:
     return {**sample, "features": costmodel.features(qm, spec["steps"])}
 
 
-def _loo_worst(rows: list[dict[str, float]], y: list[float], terms: tuple[str, ...]) -> float:
+def _loo_worst(rows: list[dict[str, float]], y: list[float], terms: tuple[str, ...],
+               nonnegative: bool = False) -> float:
     """The worst leave-one-out relative error of ``terms`` over ``rows``."""
     worst = 0.0
     for i in range(len(rows)):
-        c = costmodel.fit_linear(rows[:i] + rows[i + 1:], y[:i] + y[i + 1:], terms)
+        c = costmodel.fit_linear(rows[:i] + rows[i + 1:], y[:i] + y[i + 1:], terms, nonnegative=nonnegative)
         worst = max(worst, abs(sum(c[t] * rows[i][t] for t in terms) - y[i]) / y[i])
     return worst
 
 
 def _fit(board: str, fit: list[dict[str, Any]], frame_steps: int,
          choose: bool = False) -> costmodel.BoardCostModel:
-    """Coefficients fitted on ``fit``; ``choose``: each target's feature set is the one of
-    ``costmodel.term_sets(board, target)`` with the lowest worst leave-one-out error (the first set otherwise)."""
+    """Coefficients fitted on ``fit`` (non-negative for cycles); ``choose``: each target's feature
+    set is the one of ``costmodel.term_sets(board, target)`` with the lowest worst leave-one-out
+    error (the first set otherwise)."""
     probe = costmodel.BoardCostModel(board, {}, {}, frame_steps)
     rows = [probe.terms(s["features"]) for s in fit]
     coefs = {}
     for t in costmodel.TARGETS:
         y = [float(s["measured"][t]) for s in fit]
-        sets = costmodel.term_sets(board, t)
-        terms = min(sets, key=lambda ts: _loo_worst(rows, y, ts)) if choose and len(sets) > 1 else sets[0]
-        coefs[t] = costmodel.fit_linear(rows, y, terms)
+        # cycles are sums of non-negative costs (instructions or cycles per occurrence of a
+        # feature): a negative coefficient stands in for a correlated term and extrapolates badly
+        options = [(ts, t == "cycles") for ts in costmodel.term_sets(board, t)]
+        terms, nonneg = min(options, key=lambda o: _loo_worst(rows, y, *o)) if choose else options[0]
+        coefs[t] = costmodel.fit_linear(rows, y, terms, nonnegative=nonneg)
     return costmodel.BoardCostModel(board, coefs, {}, frame_steps)
 
 
@@ -276,6 +281,8 @@ def refit(board: str, samples: list[dict[str, Any]]) -> dict[str, Any]:
     model = _fit(board, fit, frame_steps, choose=True)
     errs = costmodel.relative_errors(model, [s["features"] for s in held], [s["measured"] for s in held])
     fit_errs = costmodel.relative_errors(model, [s["features"] for s in fit], [s["measured"] for s in fit])
+    # each sample keeps its non-zero features only (the cost model reads the others as 0)
+    samples = [{**s, "features": {k: v for k, v in s["features"].items() if v}} for s in samples]
     return {"coefficients": model.coefficients, "frame_steps": model.frame_steps,
             "held_out_worst_error": {t: round(max(v), 4) for t, v in errs.items()},
             "fit_worst_error": {t: round(max(v), 4) for t, v in fit_errs.items()},
@@ -292,6 +299,9 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, default=None,
                     help="Keep each measurement in this directory and reuse it when re-run (same "
                          "board, model index and spec): an interrupted run resumes.")
+    ap.add_argument("--precise-every", type=int, default=3,
+                    help="Export every Nth FastGRNN/FastRNN model with --profile precise (0: none), so "
+                         "that the precise step has samples where auto seldom takes it.")
     ap.add_argument("--seed", type=int, default=2024)
     ap.add_argument("-o", "--out", type=Path, default=costmodel.COSTMODEL_PATH)
     ap.add_argument("--add", action="store_true",
@@ -318,6 +328,9 @@ def main() -> None:
         rng_e = np.random.default_rng([args.seed, 1])
         specs += [random_spec(rng_e, ("ERNN",)) for _ in range(args.ernn_models)]
         indices += [ERNN_INDEX0 + i for i in range(args.ernn_models)]
+    if args.precise_every > 0:
+        for i in range(args.precise_every - 1, args.models, args.precise_every):
+            specs[i] = {**specs[i], "profile": "precise"}
     # the ERNN models interleaved with the others, so that every fourth held out covers both
     order = sorted(range(len(specs)), key=lambda i: (indices[i] % ERNN_INDEX0) / (
         args.models if indices[i] < ERNN_INDEX0 else max(args.ernn_models, 1)))

@@ -67,9 +67,12 @@ TERM_SETS["flash"] += ((*_FLASH_BASE, "fast", "ernn", *(f"fast:{t}" for t in FAS
 #: The indicators that split a term by the step the code runs (``PREFIX:NAME`` is the indicator
 #: times NAME): ``fast`` the fast profile, ``asm`` the AVR kernel's fast-profile assembly
 #: (``codegen.context.avr_fast_step``), ``fastc`` the fast profile without it (on AVR the shared
-#: C step, ERNN's; on Cortex-M every fast-profile model). On AVR the three regimes (precise,
-#: ``asm``, ``fastc``) each take their own coefficients in the regime sets below.
-SPLITS = {"fast": "fast", "asm": "avr_asm", "fastc": "fast_c", "ernn": "ernn"}
+#: C step, ERNN's; on Cortex-M every fast-profile model), ``asmo`` the AVR assembly step on its
+#: row routines (``avr_routines``), ``ernn`` an ERNN, ``prec`` the precise profile. On AVR the
+#: three regimes (precise, ``asm``, ``fastc``) each take their own coefficients in the regime
+#: sets below.
+SPLITS = {"fast": "fast", "asm": "avr_asm", "asmo": "avr_other", "fastc": "fast_c", "ernn": "ernn",
+          "prec": "precise"}
 _REGIME_CYCLES = ("one", "macs_dense8", "macs_dense16", "macs_sparse8", "macs_sparse16", "rows_first",
                   "rows_dense", "rows_sparse", "unit_updates", "per_unit_units", "grnn_hidden", "copy_units",
                   "fc_per_step", "per_step", "avr_calls", "avr_vsum", "macs_regs", "fc_vsum_per_step")
@@ -111,11 +114,53 @@ TERM_SETS["cycles"] += ((*_CYCLES_STEP, "per_unit_units", "ernn_units", *_M0, "m
                          *(f"ernn:{t}" for t in _ERNN_STEP)))
 #: Sets only one board's fit chooses from besides TERM_SETS (its code has forms the others lack).
 #: The micro:bit (ARMv6-M): :func:`m0_features`, the straight code with the weights as immediates.
+_M0_CYCLES = ("one", "m0_first_ops", "m0_first_pass", "m0_first_rows", "m0_first_l8", "m0_first_l16",
+              "m0_first_iters", "m0_final_ops", "m0_fsums", "m0_final_l8", "m0_final_l16", "m0_final_rows",
+              "m0_rs_rows", "m0_rs_macs", "m0_rl_rows", "m0_rl_macs", "m0_rl_tail", "m0_u_rows", "m0_u_macs",
+              "m0_u_tail", "m0_snnz_first",
+              "m0_snnz_final", "m0_snnz_full", "m0_srows_first", "m0_srows_final", "m0_srows_full", "m0_snnz16",
+              "m0a_units", "m0c_units", "m0c_grnn", "m0c_smooth", "m0f_units", "m0_copy", "m0_per_step",
+              "m0_fc_blocks_ps", "m0_fc_iters_ps", "m0_fc_snnz_ps", "m0_fc_srows_ps")
+_M0_FLASH = ("one", "weight_bytes_dense", "weight_bytes_sparse", "index_bytes", "factors_dense", "factors_sparse",
+             "hidden", "grnn", "bits16", "fast", "ernn", "ernn_hidden", "rows_sparse", "smooth_tables", "m0_code_w",
+             "m0_code_l", "m0_written_bytes", "m0_fsums", "m0_fc_blocks", "m0_rows", "m0f_units", "m0a_units")
+#: The row-by-row steps on ARMv6-M, the shared fast C step of an ERNN (``ernn:``) and the
+#: precise profile's (``prec:``, taken where the calibration shows the fast one changing an
+#: answer): dot products, short rows written out by the compiler; ERNN's sparse non-zeros pooled,
+#: or split by what they read (a first factor the state, a final one the mids on the stack), the
+#: precise step's by weight width.
+_ROWS = ("one", "dot_rows_short", "dot_macs_short", "dot_rows_long", "dot_macs_long", "dot_tail_long", "bits16",
+         "rows_sparse", "unit_updates", "fc_per_step", "per_step")
+_SPARSE_POOLED, _SPARSE_SPLIT = ("macs_sparse",), ("sparse_nnz_first", "sparse_nnz_other")
+_SPARSE_BITS = ("macs_sparse8", "macs_sparse16")
+_PRECISE_UNITS = ("rows_first", "nl_smooth", "grnn_hidden", "copy_units")
+
+
+def _m0_cycles(ernn_sparse: tuple[str, ...], precise_sparse: tuple[str, ...]) -> tuple[str, ...]:
+    return (*_M0_CYCLES, *(f"ernn:{t}" for t in (*_ROWS, *ernn_sparse)),
+            *(f"prec:{t}" for t in (*_ROWS, *_PRECISE_UNITS, *precise_sparse)))
+
+
+#: The Uno's three steps each with terms of their own only (so that every coefficient is a
+#: non-negative cost of its step); the shared C step's sparse products at either width pooled
+#: (few ERNN builds have them).
+_AVR_PRECISE = ("one", "macs_dense8", "macs_dense16", "macs_sparse8", "macs_sparse16", "rows_first", "rows_dense",
+                "rows_sparse", "unit_updates", "per_unit_units", "grnn_hidden", "copy_units", "nl_smooth",
+                "fc_per_step", "per_step", "avr_calls", "avr_vsum", "macs_regs", "fc_vsum_per_step")
+_AVR_ASM = ("one", "unit_updates", "grnn_hidden", "nl_smooth", "avr_calls", "avr_vsum", "avr_cols", "macs_regs",
+            "macs_regs16", "macs_fcol8", "macs_fcol16", "avr_lr", "avr_fr", "rows_first", "copy_units",
+            "fc_fcol_per_step", "fc_orows_per_step", "per_step")
+_AVR_ASM_ROWS = ("macs_dense8", "macs_dense16", "rows_dense", "macs_regs")
+_AVR_SPLIT = (*(f"prec:{t}" for t in _AVR_PRECISE), *(f"asm:{t}" for t in _AVR_ASM),
+              *(f"asmo:{t}" for t in _AVR_ASM_ROWS),
+              *(f"fastc:{t}" for t in _FASTC_CYCLES if not t.startswith("macs_sparse")), "fastc:macs_sparse")
 BOARD_TERM_SETS: dict[str, dict[str, tuple[tuple[str, ...], ...]]] = {
-    "microbit": {"flash": (("one", "weight_bytes_dense", "weight_bytes_sparse", "index_bytes", "factors_dense",
-                            "factors_sparse", "hidden", "grnn", "bits16", "fast", "ernn", "ernn_hidden",
-                            "rows_sparse", "smooth_tables", "m0_code_w", "m0_code_l", "m0_written_bytes",
-                            "m0_fsums", "m0_fc_blocks", "m0_rows", "m0f_units", "m0a_units"),)},
+    "uno": {"cycles": (_AVR_SPLIT, (*_AVR_SPLIT, *(f"fastc:{t}" for t in ("grnn_hidden", "nl_smooth"))))},
+    "microbit": {"cycles": tuple(_m0_cycles(e, _SPARSE_BITS) for e in (_SPARSE_POOLED, _SPARSE_SPLIT)),
+                 "flash": (_M0_FLASH, (*_M0_FLASH, *(f"prec:{t}" for t in ("grnn", "smooth_tables", "bits16",
+                                                                            "factors_dense", "factors_sparse",
+                                                                            "rows_sparse")))),
+                 },
 }
 
 
@@ -166,27 +211,37 @@ def avr_routines(qm: QuantizedModel, steps: int) -> dict[str, float]:
     ``avr_vsum`` activations summed for their per-vector terms, ``avr_cols`` activations the
     column-outer routine steps through (a group of up to 5 units at once; ``macs_fcol8``,
     ``macs_fcol16`` its multiply-accumulates at each bit width), ``macs_regs``
-    multiply-accumulates against activations held in registers (low-rank final factors);
-    ``fc_calls_per_step``, ``fc_vsum_per_step``: the classifier's, once per sequence. For flash:
+    multiply-accumulates against activations held in registers (low-rank final factors;
+    ``macs_regs16`` those of int16 weights);
+    ``fc_calls_per_step``, ``fc_vsum_per_step``: the classifier's, once per sequence, whose
+    multiply-accumulates per step are ``fc_fcol_per_step`` through the column-outer routines or
+    ``fc_orows_per_step`` through the row routine; ``avr_other``: the fast assembly step of
+    another shape (ranks past 5, or one matrix low rank), on the row routines. For flash:
     ``avr_lr`` and ``avr_fr`` (the fast assembly step's forms for two ranks up to 5 and for two
     full matrices) and ``avr_unrolled``, the products written out in the unrolled routines."""
     H, D = qm.hidden_dim, qm.input_dim
     K = inner_steps(qm)
     blk = min(H, AVR_BLOCK)
-    out = dict.fromkeys(("avr_calls", "avr_vsum", "avr_cols", "macs_regs", "avr_unrolled", "macs_fcol8",
-                         "macs_fcol16"), 0.0)
+    out = dict.fromkeys(("avr_calls", "avr_vsum", "avr_cols", "macs_regs", "macs_regs16", "avr_unrolled",
+                         "macs_fcol8", "macs_fcol16"), 0.0)
     asm = qm.profile == "fast" and avr_fast_step(qm)
     wr, ur = (m.factors[0].shape[1] if m.low_rank else 0 for m in (qm.W, qm.U))
     fast_lr = asm and qm.W.low_rank and qm.U.low_rank and max(wr, ur) <= AVR_REG_RANK
     fast_fr = asm and not qm.W.low_rank and not qm.U.low_rank
-    out.update(avr_lr=float(fast_lr), avr_fr=float(fast_fr))
+    out.update(avr_lr=float(fast_lr), avr_fr=float(fast_fr), avr_other=float(asm and not (fast_lr or fast_fr)))
     # the column-outer routines' group sizes (one routine each)
     gset = {g for cnt in ((wr, ur) if fast_lr else (blk, H % blk) if fast_fr else ()) if cnt
             for g in (AVR_GROUP if cnt >= AVR_GROUP else 0, cnt % AVR_GROUP) if g}
+    # the classifier through those routines (groups of 5 classes) when they have its group sizes
+    C = qm.FC.shape[1]
+    fc_cols = (bool(gset) and not qm.FC.sparse and (C < AVR_GROUP or AVR_GROUP in gset)
+               and (C % AVR_GROUP == 0 or C % AVR_GROUP in gset))
+    out.update(fc_fcol_per_step=H * C / max(steps, 1) if fc_cols else 0.0,
+               fc_orows_per_step=0.0 if fc_cols or qm.FC.sparse else H * C / max(steps, 1))
     if fast_lr:  # one column-outer call per first factor, the final ones fused with the mids in registers
         nm = wr + ur
         out.update(avr_calls=2 + _ceil(H, blk), avr_vsum=D + H + _ceil(H, blk) * nm, avr_cols=D + H,
-                   macs_regs=H * nm, avr_unrolled=sum(gset) + nm)
+                   macs_regs=H * nm, avr_unrolled=sum(gset) + nm, macs_regs16=H * nm * (qm.bits == 16))
         out[f"macs_fcol{qm.bits}"] = D * wr + H * ur
     elif fast_fr:  # groups of 5 units over x then h, one per-vector term a step
         groups = sum(_ceil(min(blk, H - b0), AVR_GROUP) for b0 in range(0, H, blk))
@@ -243,7 +298,9 @@ def features(qm: QuantizedModel, steps: int) -> dict[str, float]:
          "rows_first", "factors_dense", "factors_sparse", "macs_dense8", "macs_dense16",
          "macs_sparse8", "macs_sparse16", "tail_macs", "macs_cols_first", "macs_cols_final",
          "rows_cols_first", "fc_cols_per_step", "cols_passes", "macs_cols_final_spilled",
-         "macs_cols_first_looped", "straight_macs", "cols_final_rank", "m0_written", "m0_final"), 0.0)
+         "macs_cols_first_looped", "straight_macs", "cols_final_rank", "m0_written", "m0_final",
+         "dot_rows_short", "dot_macs_short", "dot_rows_long", "dot_macs_long", "dot_tail_long",
+         "sparse_nnz_first", "sparse_nnz_other"), 0.0)
     # the fast step of FastGRNN/FastRNN in column-outer form (low-rank first factors and the
     # classifier; final factors of rank <= COLS_MAX_RANK against their mids in locals)
     cols = qm.profile == "fast" and qm.cell != "ERNN"
@@ -254,6 +311,7 @@ def features(qm: QuantizedModel, steps: int) -> dict[str, float]:
                 f["rows_first"] += runs * out
             if fac.sparse:
                 nnz = max(fac.nonzeros, 1)
+                f["sparse_nnz_first" if mat.low_rank and i == 0 else "sparse_nnz_other"] += runs * fac.nonzeros
                 f["weight_bytes_sparse"] += nnz * wbytes
                 f["index_bytes"] += nnz * _uint_bytes(rows_in - 1) + (out + 1) * _uint_bytes(nnz)
                 f["rows_sparse"] += runs * out
@@ -265,6 +323,15 @@ def features(qm: QuantizedModel, steps: int) -> dict[str, float]:
                 f["factors_dense"] += 1
                 f[f"macs_dense{qm.bits}"] += runs * fac.values.size
                 f["tail_macs"] += runs * out * (rows_in % 4)
+                # the same factor as rows of dot products (the row-by-row steps: precise, ERNN's),
+                # short rows written out by the compiler, longer ones a loop and a tail
+                if rows_in <= M0_SHORT_ROW:
+                    f["dot_rows_short"] += runs * out
+                    f["dot_macs_short"] += runs * fac.values.size
+                else:
+                    f["dot_rows_long"] += runs * out
+                    f["dot_macs_long"] += runs * fac.values.size
+                    f["dot_tail_long"] += runs * out * (rows_in % COLS_UNROLL)
                 if cols and mat.low_rank:  # column-outer first factor, or final one against locals
                     if i == 0:
                         f["macs_cols_first"] += fac.values.size
@@ -302,7 +369,7 @@ def features(qm: QuantizedModel, steps: int) -> dict[str, float]:
     asm = 1.0 if fast and avr_fast_step(qm) else 0.0
     ranks = sum(m.factors[0].shape[1] for m in (qm.W, qm.U) if m.low_rank)
     f.update(one=1.0, hidden=H, inputs=D, classes=C, ranks=ranks, grnn=grnn,
-             ernn=1.0 if qm.cell == "ERNN" else 0.0, inner_steps=K, fast=fast,
+             ernn=1.0 if qm.cell == "ERNN" else 0.0, inner_steps=K, fast=fast, precise=1.0 - fast,
              ernn_units=H * K if qm.cell == "ERNN" else 0.0, ernn_hidden=H if qm.cell == "ERNN" else 0.0,
              macs_sparse=f["macs_sparse8"] + f["macs_sparse16"],
              macs_fast=fast * sum(f[k] for k in ("macs_dense8", "macs_dense16", "macs_sparse8", "macs_sparse16")),
@@ -323,23 +390,55 @@ def features(qm: QuantizedModel, steps: int) -> dict[str, float]:
 M0_GROUP, M0_GROUP_LOOPED, COLS_UNROLL = 6, 3, 4
 
 
+#: Inputs up to which the ARMv6-M compiler writes a dense row's dot product out in full (past it,
+#: a loop of four products a turn and a tail).
+M0_SHORT_ROW = 8
+
+
+def straight_ops(values: np.ndarray) -> float:
+    """Instructions of ``values`` written out as straight code with each weight an immediate
+    (``model_mac``): none for 0, ADDS/SUBS for +-1, a shift more for a power of two, MOVS and
+    MULS more for the others, and a literal load more past MOVS's 8 bits."""
+    m = np.abs(np.asarray(values, dtype=np.int64))
+    pow2 = (m > 1) & ((m & (m - 1)) == 0)
+    other = (m > 1) & ~pow2
+    return float(np.count_nonzero(m == 1) + 2 * np.count_nonzero(pow2) + 3 * np.count_nonzero(other)
+                 + np.count_nonzero(other & (m > 255)))
+
+
 def m0_features(qm: QuantizedModel, steps: int) -> dict[str, float]:
     """The ARMv6-M fast step's forms for ``qm`` (``templates/library/kernels/_c_step_fast.j2``,
     the column-outer step of FastGRNN/FastRNN; all 0 for another model). Per time step:
     ``m0_first_w`` / ``m0_final_w`` multiply-accumulates written out as straight code with each
     weight an immediate (low-rank first factors of up to COLS_STRAIGHT inputs; final factors of
-    rank <= COLS_MAX_RANK and at most M0_WRITTEN weights), ``m0_first_l`` those of first factors
-    read in a loop (``m0_first_iters`` its turns of COLS_UNROLL columns), ``m0_final_l`` those of
-    final factors summed in a loop over the units against the mids (``m0_final_rows`` its rows),
-    ``m0_rows`` the rows other factors sum by a dot product (``m0_row_macs`` theirs);
-    ``m0f_units`` the units whose sum U's written-out pass shifts, saturates and adds the biases
-    to, ``m0a_units`` those updated in Thumb-1 assembly, ``m0c_units`` the others. For flash:
-    ``m0_code_w`` the written-out products, ``m0_code_l`` those in a loop body (the classifier's
-    included), ``m0_written_bytes`` the weights of the written-out factors, ``m0_fsums`` the
-    written-out final rows (one store each) and ``m0_fc_blocks`` the classifier's blocks."""
+    rank <= COLS_MAX_RANK and at most M0_WRITTEN weights), ``m0_first_ops`` / ``m0_final_ops``
+    their instructions (:func:`straight_ops`: they depend on the weights' values),
+    ``m0_first_pass`` the straight passes over the activations (one per input and group of
+    M0_GROUP rows), ``m0_first_rows`` the mids; ``m0_first_l`` (``m0_first_l8``, ``m0_first_l16``
+    by weight width) those of first factors read in a loop (``m0_first_iters`` its turns of
+    COLS_UNROLL columns), ``m0_final_l`` (``m0_final_l8``, ``m0_final_l16``) those of final factors
+    summed in a loop over the units against the mids (``m0_final_rows`` its rows), ``m0_rows``
+    the rows other dense factors sum by a dot product (``m0_row_macs`` theirs): a full U's inside
+    the unit loop (``m0_u_rows``, ``m0_u_macs``, ``m0_u_tail``), the others' split into rows of
+    up to M0_SHORT_ROW inputs, ``m0_rs_rows``/``m0_rs_macs``, and longer ones, ``m0_rl_rows``/
+    ``m0_rl_macs``/``m0_rl_tail``; sparse factors by role (``m0_snnz_first``, ``_final``,
+    ``_full``: non-zeros, ``m0_srows_*``: rows; ``m0_snnz16`` the int16 ones); ``m0f_units`` the
+    units whose sum U's written-out pass shifts, saturates and adds the biases to, ``m0a_units``
+    those updated in Thumb-1 assembly, ``m0c_units`` the others (``m0c_grnn``: of a FastGRNN,
+    ``m0c_smooth``: their table nonlinearities), ``m0_copy`` the state copies of a full U, and
+    the classifier per step (``m0_fc_blocks_ps``, ``m0_fc_iters_ps``; sparse: ``m0_fc_snnz_ps``,
+    ``m0_fc_srows_ps``). For flash: ``m0_code_w`` the written-out products, ``m0_code_l`` those
+    in a loop body (the classifier's included), ``m0_written_bytes`` the weights of the
+    written-out factors, ``m0_fsums`` the written-out final rows (one store each) and
+    ``m0_fc_blocks`` the classifier's blocks."""
     keys = ("m0_first_w", "m0_final_w", "m0_first_l", "m0_first_iters", "m0_final_l", "m0_final_rows",
             "m0_rows", "m0_row_macs", "m0f_units", "m0a_units", "m0c_units", "m0_code_w", "m0_code_l",
-            "m0_written_bytes", "m0_fsums", "m0_fc_blocks", "m0_w16")
+            "m0_written_bytes", "m0_fsums", "m0_fc_blocks", "m0_w16", "m0_first_ops", "m0_final_ops",
+            "m0_first_pass", "m0_first_rows", "m0_first_l8", "m0_first_l16", "m0_final_l8", "m0_final_l16",
+            "m0_rs_rows", "m0_rs_macs", "m0_rl_rows", "m0_rl_macs", "m0_rl_tail", "m0_snnz_first",
+            "m0_snnz_final", "m0_snnz_full", "m0_srows_first", "m0_srows_final", "m0_srows_full",
+            "m0_snnz16", "m0c_grnn", "m0c_smooth", "m0_copy", "m0_per_step", "m0_fc_blocks_ps",
+            "m0_fc_iters_ps", "m0_fc_snnz_ps", "m0_fc_srows_ps", "m0_u_rows", "m0_u_macs", "m0_u_tail")
     f = dict.fromkeys(keys, 0.0)
     if qm.profile != "fast" or qm.cell == "ERNN":
         return f
@@ -348,44 +447,77 @@ def m0_features(qm: QuantizedModel, steps: int) -> dict[str, float]:
     for mat in (qm.W, qm.U):
         for i, fac in enumerate(mat.factors):
             n, out = fac.shape
+            role = "first" if mat.low_rank and i == 0 else "final" if mat.low_rank else "full"
             if fac.sparse:
+                f[f"m0_snnz_{role}"] += fac.nonzeros
+                f[f"m0_srows_{role}"] += out
+                f["m0_snnz16"] += fac.nonzeros * (qm.bits == 16)
                 continue
-            if mat.low_rank and i == 0:
+            if role == "first":
+                f["m0_first_rows"] += out
                 if n <= COLS_STRAIGHT:
                     f["m0_first_w"] += n * out
                     f["m0_code_w"] += n * out
+                    f["m0_first_ops"] += straight_ops(fac.values)
+                    f["m0_first_pass"] += n * _ceil(out, M0_GROUP)
                 else:
                     blocks = _ceil(out, M0_GROUP_LOOPED)
                     f["m0_first_l"] += n * out
+                    f[f"m0_first_l{qm.bits}"] += n * out
                     f["m0_first_iters"] += blocks * (n // COLS_UNROLL)
                     f["m0_code_l"] += out * (COLS_UNROLL + n % COLS_UNROLL)
-            elif mat.low_rank and n <= COLS_MAX_RANK:
+            elif role == "final" and n <= COLS_MAX_RANK:
                 if H * n <= M0_WRITTEN:
                     f["m0_final_w"] += H * n
                     f["m0_code_w"] += H * n
+                    f["m0_final_ops"] += straight_ops(fac.values)
                     f["m0_written_bytes"] += H * n * wbytes
                     f["m0_fsums"] += H
                 else:
                     f["m0_final_l"] += H * n
+                    f[f"m0_final_l{qm.bits}"] += H * n
                     f["m0_final_rows"] += H
                     f["m0_code_l"] += n
             else:
                 f["m0_rows"] += out
                 f["m0_row_macs"] += n * out
+                if mat is qm.U:  # summed inside the unit loop
+                    f["m0_u_rows"] += out
+                    f["m0_u_macs"] += n * out
+                    f["m0_u_tail"] += out * (n % COLS_UNROLL)
+                elif n <= M0_SHORT_ROW:
+                    f["m0_rs_rows"] += out
+                    f["m0_rs_macs"] += n * out
+                else:
+                    f["m0_rl_rows"] += out
+                    f["m0_rl_macs"] += n * out
+                    f["m0_rl_tail"] += out * (n % COLS_UNROLL)
     U = qm.U
     m0f = U.low_rank and not U.factors[1].sparse and U.factors[1].shape[0] <= COLS_MAX_RANK \
         and H * U.factors[1].shape[0] <= M0_WRITTEN
     from edgecompile.sim.fast import coef_table
 
-    m0a = (m0f and qm.cell == "FastGRNN" and qm.gate_nl == "sigmoid" and qm.update_nl == "tanh"
+    grnn = qm.cell == "FastGRNN"
+    m0a = (m0f and grnn and qm.gate_nl == "sigmoid" and qm.update_nl == "tanh"
            and -31 <= qm.residual_shift <= 31 and 1 <= qm.gate_frac <= 30 and coef_table(qm) is not None)
+    nls = [qm.update_nl] + ([qm.gate_nl] if grnn else [])
     f["m0f_units"] = H * float(m0f)
     f["m0a_units"] = H * float(m0a)
     f["m0c_units"] = H * float(not m0a)
-    if not qm.FC.sparse:
-        C = qm.FC.shape[1]
+    f["m0c_grnn"] = f["m0c_units"] * grnn
+    f["m0c_smooth"] = f["m0c_units"] * sum(1 for n in nls if n in SMOOTH_NLS)
+    f["m0_copy"] = 0.0 if U.low_rank else float(H)
+    per_step = 1.0 / max(steps, 1)
+    f["m0_per_step"] = per_step
+    C = qm.FC.shape[1]
+    if qm.FC.sparse:
+        f["m0_fc_snnz_ps"] = qm.FC.nonzeros * per_step
+        f["m0_fc_srows_ps"] = C * per_step
+    else:
         f["m0_fc_blocks"] = _ceil(C, M0_GROUP_LOOPED)
         f["m0_code_l"] += C * (COLS_UNROLL + H % COLS_UNROLL)
+        f["m0_fc_blocks_ps"] = f["m0_fc_blocks"] * per_step
+        f["m0_fc_iters_ps"] = f["m0_fc_blocks"] * (H // COLS_UNROLL) * per_step
     f["m0_w16"] = (f["m0_first_w"] + f["m0_final_w"]) * (qm.bits == 16)
     return f
 
@@ -419,9 +551,11 @@ class BoardCostModel:
     def terms(self, feats: Mapping[str, float]) -> dict[str, float]:
         """``feats`` and the derived terms: the frame buffer, rows at 16 bits, and the split terms
         ``PREFIX:NAME`` (:data:`SPLITS`: NAME in one regime only; a board whose code differs by
-        regime has both)."""
-        out = {**feats, "frame_bytes": frame_bytes(feats, self.frame_steps),
-               "rows16": (feats["rows_dense"] + feats["rows_sparse"]) * feats["bits16"]}
+        regime has both). A feature ``feats`` leaves out is 0 (the shipped samples keep only the
+        others)."""
+        out = {**dict.fromkeys(STORED_FEATURES, 0.0), **feats}
+        out.update(frame_bytes=frame_bytes(out, self.frame_steps),
+                   rows16=(out["rows_dense"] + out["rows_sparse"]) * out["bits16"])
         out.update({term: out[ind] * out[name] for term, ind, name in _SPLIT_TERMS})
         return out
 
@@ -452,18 +586,26 @@ def for_board(board: str, path: Path | None = None) -> BoardCostModel:
 
 
 def fit_linear(rows: Sequence[Mapping[str, float]], measured: Sequence[float],
-               terms: Sequence[str], ridge: float = 1e-6) -> dict[str, float]:
+               terms: Sequence[str], ridge: float = 1e-6, nonnegative: bool = False) -> dict[str, float]:
     """Least-squares coefficients of ``measured ~ sum(c_t * row[t])``, each row weighted by
     ``1 / measured`` so that the relative errors are what is minimised (a tiny ridge keeps
-    terms that never vary in the sample at zero)."""
+    terms that never vary in the sample at zero). ``nonnegative``: every term is a cost, so a
+    term whose coefficient comes out negative (one that stands in for others it correlates
+    with) is dropped, the most negative first, and the rest fitted again."""
     b0 = np.asarray(measured, dtype=float)
     w = 1.0 / np.maximum(np.abs(b0), 1e-12)
-    A = np.array([[float(r[t]) for t in terms] for r in rows]) * w[:, None]
     b = b0 * w
-    scale = np.maximum(np.abs(A).max(axis=0), 1e-12)
-    As = A / scale
-    coef = np.linalg.solve(As.T @ As + ridge * np.eye(len(terms)), As.T @ b) / scale
-    return {t: float(c) for t, c in zip(terms, coef, strict=True)}
+    kept = list(terms)
+    while True:
+        A = np.array([[float(r[t]) for t in kept] for r in rows]) * w[:, None]
+        scale = np.maximum(np.abs(A).max(axis=0), 1e-12)
+        As = A / scale
+        coef = np.linalg.solve(As.T @ As + ridge * np.eye(len(kept)), As.T @ b) / scale
+        if not nonnegative or coef.min() >= 0.0:
+            break
+        kept.pop(int(np.argmin(coef)))
+    fitted = dict(zip(kept, (float(c) for c in coef), strict=True))
+    return {t: fitted.get(t, 0.0) for t in terms}
 
 
 def relative_errors(model: BoardCostModel, rows: Sequence[Mapping[str, float]],
