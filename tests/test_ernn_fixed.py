@@ -486,7 +486,7 @@ def device_models() -> tuple[list[tuple[str, QuantizedModel]], dict[str, np.ndar
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kernel", ["fast", "reference"])
+@pytest.mark.parametrize("kernel", ["fast", pytest.param("reference", marks=pytest.mark.slowest)])
 def test_ernn_models_in_simavr(device_models, kernel, tmp_path):
     """Every device model in one atmega2560 image per kernel, the real 16-bit-int AVR code, bit-exact
     with the simulator in every hidden state (hashed per sequence) and logit; clean under avr-gcc
