@@ -112,13 +112,12 @@ _ERNN_STEP = ("one", "macs_dense8", "macs_dense16", "macs_sparse8", "macs_sparse
 TERM_SETS["cycles"] += ((*_CYCLES_STEP, "per_unit_units", "ernn_units", *_M0, "m0_units", "m0_grnn_units"),
                         (*_CYCLES_STEP, "per_unit_units", *_M0, "m0_units", "m0_grnn_units",
                          *(f"ernn:{t}" for t in _ERNN_STEP)))
-#: Sets only one board's fit chooses from besides TERM_SETS (its code has forms the others lack).
 #: The micro:bit (ARMv6-M): :func:`m0_features`, the straight code with the weights as immediates.
 _M0_CYCLES = ("one", "m0_first_ops", "m0_first_pass", "m0_first_rows", "m0_first_l8", "m0_first_l16",
               "m0_first_iters", "m0_final_ops", "m0_fsums", "m0_final_l8", "m0_final_l16", "m0_final_rows",
               "m0_rs_rows", "m0_rs_macs", "m0_rl_rows", "m0_rl_macs", "m0_rl_tail", "m0_u_rows", "m0_u_macs",
-              "m0_u_tail", "m0_snnz_first",
-              "m0_snnz_final", "m0_snnz_full", "m0_srows_first", "m0_srows_final", "m0_srows_full", "m0_snnz16",
+              "m0_u_tail", "m0_snnz_first", "m0_snnz_final", "m0_snnz_full", "m0_srows_first", "m0_srows_final",
+              "m0_srows_full", "m0_snnz16",
               "m0a_units", "m0c_units", "m0c_grnn", "m0c_smooth", "m0f_units", "m0_copy", "m0_per_step",
               "m0_fc_blocks_ps", "m0_fc_iters_ps", "m0_fc_snnz_ps", "m0_fc_srows_ps")
 _M0_FLASH = ("one", "weight_bytes_dense", "weight_bytes_sparse", "index_bytes", "factors_dense", "factors_sparse",
@@ -137,6 +136,8 @@ _PRECISE_UNITS = ("rows_first", "nl_smooth", "grnn_hidden", "copy_units")
 
 
 def _m0_cycles(ernn_sparse: tuple[str, ...], precise_sparse: tuple[str, ...]) -> tuple[str, ...]:
+    """The micro:bit's cycle terms: the fast step's forms, then ERNN's and the precise step's rows
+    with the sparse terms given."""
     return (*_M0_CYCLES, *(f"ernn:{t}" for t in (*_ROWS, *ernn_sparse)),
             *(f"prec:{t}" for t in (*_ROWS, *_PRECISE_UNITS, *precise_sparse)))
 
@@ -154,6 +155,7 @@ _AVR_ASM_ROWS = ("macs_dense8", "macs_dense16", "rows_dense", "macs_regs")
 _AVR_SPLIT = (*(f"prec:{t}" for t in _AVR_PRECISE), *(f"asm:{t}" for t in _AVR_ASM),
               *(f"asmo:{t}" for t in _AVR_ASM_ROWS),
               *(f"fastc:{t}" for t in _FASTC_CYCLES if not t.startswith("macs_sparse")), "fastc:macs_sparse")
+#: Sets only one board's fit chooses from besides TERM_SETS (its code has forms the others lack).
 BOARD_TERM_SETS: dict[str, dict[str, tuple[tuple[str, ...], ...]]] = {
     "uno": {"cycles": (_AVR_SPLIT, (*_AVR_SPLIT, *(f"fastc:{t}" for t in ("grnn_hidden", "nl_smooth"))))},
     "microbit": {"cycles": tuple(_m0_cycles(e, _SPARSE_BITS) for e in (_SPARSE_POOLED, _SPARSE_SPLIT)),
