@@ -25,13 +25,7 @@ def chromium(width: int = 1400, height: int = 1000) -> tuple[Any, str]:
     profile = tempfile.mkdtemp(prefix="chromium-profile-")
     for flag in (*FLAGS, f"--user-data-dir={profile}", f"--window-size={width},{height}"):
         opts.add_argument(flag)
-    from selenium.common.exceptions import WebDriverException
-
-    try:
-        driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=opts)
-    except WebDriverException:
-        # chromedriver that did not open its port in time on a loaded machine: start it once more
-        driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=opts)
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=opts)
     driver.set_page_load_timeout(60)
     driver.set_script_timeout(30)
     return driver, profile
