@@ -10,7 +10,7 @@ code and model data (weights + tables) from the symbol table. Prints ONE markdow
         [--kernels fast,reference] [--profile precise,fast]
 
 Cell ``a-trained`` is cell a's shape trained (``edgecompile.train``, a few seeded epochs on a
-synthetic 10-class task of 16 x 16 sequences), cached as ``a_trained.npz`` under ``--work`` (or
+synthetic 10-class task of 16 x 16 sequences), cached as ``a_trained_<digest>.npz`` under ``--work`` (or
 ``$EDGECOMPILE_BENCH_CACHE``); the other cells are random models.
 
 ``--boards twins`` runs the real boards that have an emulated twin (nucleo_f401re on QEMU's
@@ -25,6 +25,7 @@ counts, not time.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import shutil
 import subprocess
@@ -82,16 +83,20 @@ def synthetic_task(key: str, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]
 
 
 def trained_model(key: str, cache: Path) -> FloatModel:
-    """Cell ``key``'s shape trained for a few seeded epochs on :func:`synthetic_task` (cached)."""
-    path = cache / f"{key.replace('-', '_')}.npz"
-    if not path.exists():
-        from edgecompile.train import TrainConfig, train
+    """Cell ``key``'s shape trained for a few seeded epochs on :func:`synthetic_task` (cached under
+    a name that carries the cell and the training settings, written whole or not at all)."""
+    from edgecompile.train import TrainConfig, train
 
-        c = CELLS[key]
+    c = CELLS[key]
+    cfg = TrainConfig(hidden=c["H"], wrank=c["wrank"], urank=c["urank"], epochs=6, seed=0)
+    tag = hashlib.sha256(repr((sorted(c.items()), cfg)).encode()).hexdigest()[:12]
+    path = cache / f"{key.replace('-', '_')}_{tag}.npz"
+    if not path.exists():
         X, y = synthetic_task(key, 600, seed=5)
-        cfg = TrainConfig(hidden=c["H"], wrank=c["wrank"], urank=c["urank"], epochs=6, seed=0)
         cache.mkdir(parents=True, exist_ok=True)
-        save_checkpoint(train(X, y, cfg).model, path)
+        part = path.with_name(path.stem + ".part.npz")
+        save_checkpoint(train(X, y, cfg).model, part)
+        part.replace(path)
     return load_checkpoint(path)
 
 
