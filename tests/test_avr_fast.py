@@ -183,21 +183,30 @@ def test_funits_vectors_in_simavr(part, tmp_path):
 
 
 def add_sums(lib: Lib, rng: np.random.Generator) -> None:
-    """The low-rank step's sums: ``_fvsum`` (v = 2^7 or 2^15 times the sum of a + 32768, mod 2^32) over
-    1..H activations at the extremes, then ``_f2rows`` from W1's and U1's sums (around the mids'
-    saturation and at the int32 ends): row j less v (left in ``_fv``, the per-unit routine takes it)
-    is the exact sum of W2[j] * mid_W + U2[j] * mid_U mod 2^32, the mids sat16(floor_shift(sum, k))."""
+    """The low-rank step's sums: ``_fcol<r>`` over x (W1) and h (U1) at the extremes (the exact
+    sum of W1[:, q] * a plus rshift's rounding term 2^(s-1) mod 2^32, its own per-vector term
+    summed in the routine), then ``_f2rows`` from W1's and U1's sums (around the mids' saturation
+    and at the int32 ends): row j less v (left in ``_fv``, the per-unit routine takes it) is the
+    exact sum of W2[j] * mid_W + U2[j] * mid_U mod 2^32, the mids sat16(floor_shift(sum, k))."""
     qm = lib.qm
     H, k_ = qm.hidden_dim, len(lib.want)
-    vexp = 7 if qm.bits == 8 else 15
-    for n in sorted({1, 2, 3, 5, H}):
-        a = rng.integers(-32768, 32768, n)
-        a[: n // 2] = rng.choice([-32768, 32767], n // 2)
-        lib.data.append(_arr("int16_t", f"va{k_}_{n}", a))
-        lib.case(f"    for (i = 0; i < {n}u; ++i) {{ a[i] = (int16_t)pgm_read_word(&va{k_}_{n}[i]); }}\n"
-                 f"    tv_hex({lib.name}_fvsum(a, {n}u));\n",
-                 [int((int(np.sum(a + 32768)) << vexp) % (1 << 32))])
-        k_ += 1
+    for mat, frac in ((qm.W, qm.in_frac), (qm.U, qm.hid_frac)):
+        f1 = np.asarray(mat.factors[0].values, dtype=np.int64)  # [n, r]
+        n, r = f1.shape
+        sh = mat.mid_shift(frac)
+        sym = "W1" if mat is qm.W else "U1"
+        for kind in range(3):
+            a = rng.integers(-32768, 32768, n)
+            if kind < 2:  # every activation at one end, then a mix of both ends
+                a[:] = -32768 if kind == 0 else rng.choice([-32768, 32767], n)
+            want = (a @ f1 + ((1 << (sh - 1)) if sh > 0 else 0)) % (1 << 32)
+            lib.data.append(_arr("int16_t", f"ca{k_}", a))
+            lib.case(f"    {{ static uint32_t co[{r}];\n"
+                     f"    for (i = 0; i < {n}u; ++i) {{ a[i] = (int16_t)pgm_read_word(&ca{k_}[i]); }}\n"
+                     f"    {lib.name}_fcol{r}({lib.name}_{sym}t, a, {n}u, co);\n"
+                     f"    for (i = 0; i < {r}u; ++i) {{ tv_hex(co[i]); }} }}\n",
+                     [int(v) for v in want])
+            k_ += 1
     rw, ru = qm.W.factors[0].values.shape[1], qm.U.factors[0].values.shape[1]
     shifts = [qm.W.mid_shift(qm.in_frac)] * rw + [qm.U.mid_shift(qm.hid_frac)] * ru
     w2 = np.concatenate([np.asarray(qm.W.factors[1].values), np.asarray(qm.U.factors[1].values)])  # [nm, H]
@@ -227,7 +236,7 @@ def add_sums(lib: Lib, rng: np.random.Generator) -> None:
 
 @pytest.mark.slow
 def test_lowrank_sums_in_simavr(tmp_path):
-    """The low-rank step's assembly sums (``_fvsum``, ``_f2rows`` with the mids), ranks 1..5 of W
+    """The low-rank step's assembly sums (``_fcol<r>``, ``_f2rows`` with the mids), ranks 1..5 of W
     and U, int8 and int16, one row block and two, bit-exact with the spec."""
     need("avr-gcc")
     need("simavr")

@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -430,3 +431,65 @@ def test_straight_code_costs_follow_the_written_multiply_adds() -> None:
     assert straight_ops(np.array([[2, -64, 128]])) == 6
     assert straight_ops(np.array([[3, -127, 255]])) == 9
     assert straight_ops(np.array([[257, -300, 1024]])) == 4 + 4 + 2
+
+
+def _quantized_sample(spec: dict, index: int, profile: str):
+    """A benchmark sample's checkpoint (regenerated from its seed) quantized in ``profile``."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import fit_costmodel
+
+    from edgecompile.frontend.checkpoint import load_checkpoint
+    from edgecompile.quant.quantizer import quantize
+
+    ckpt, X = fit_costmodel.sample_model(spec, index)
+    with tempfile.TemporaryDirectory(prefix="ec-sample-") as tmp:
+        np.savez(Path(tmp) / "m.npz", **ckpt)
+        model = load_checkpoint(Path(tmp) / "m.npz")
+    return quantize(model, spec["bits"], calib=X, profile=profile)
+
+
+@settings(max_examples=20, deadline=None)
+@given(inputs=st.integers(2, 20), hidden=st.sampled_from([4, 8, 12, 16]), bits=st.sampled_from([8, 16]),
+       cell=st.sampled_from(["FastRNN", "FastGRNN"]), profile=st.sampled_from(["fast", "precise"]))
+def test_dense_rows_split_at_eight_inputs_in_both_step_forms(inputs: int, hidden: int, bits: int, cell: str,
+                                                             profile: str) -> None:
+    """Full dense W and U: every row a dot product of D (W) or H (U) inputs, written out up to 8
+    inputs, else a loop of 4 products a turn and a tail of D mod 4. The row-by-row count covers
+    both matrices; the ARMv6-M fast step's covers W only (it sums U's rows inside the unit
+    loop) and nothing in the precise profile."""
+    from edgecompile.fit.costmodel import features
+
+    spec = {"cell": cell, "hidden": hidden, "inputs": inputs, "classes": 3, "steps": 8, "wrank": None,
+            "urank": None, "sparsity": 0.0, "bits": bits}
+    qm = _quantized_sample(spec, 0, profile)
+    f = features(qm, 8)
+
+    def split(n: int, rows: int) -> dict[str, int]:
+        short = n <= 8
+        return {"rows_short": rows * short, "macs_short": rows * n * short, "rows_long": rows * (not short),
+                "macs_long": rows * n * (not short), "tail_long": rows * (n % 4) * (not short)}
+
+    w, u = split(inputs, hidden), split(hidden, hidden)
+    assert {k: f[f"dot_{k}"] for k in w} == {k: w[k] + u[k] for k in w}
+    fast = profile == "fast"
+    m0 = {"m0_rs_rows": w["rows_short"], "m0_rs_macs": w["macs_short"], "m0_rl_rows": w["rows_long"],
+          "m0_rl_macs": w["macs_long"], "m0_rl_tail": w["tail_long"]}
+    assert {k: f[k] for k in m0} == {k: v * fast for k, v in m0.items()}
+    assert (f["m0_u_rows"], f["m0_u_macs"]) == (hidden * fast, hidden * hidden * fast)
+
+
+@pytest.mark.parametrize("index", range(6))
+def test_every_cost_model_feature_is_read_by_some_term_set(index: int) -> None:
+    """No feature the cost model computes goes unread: each is a term of some board's set, or
+    an indicator or a factor of a split term (benchmark specs of every cell, both profiles)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import fit_costmodel
+
+    from edgecompile.fit.costmodel import STORED_FEATURES, features
+
+    rng = np.random.default_rng([index, 11])
+    cells = ("ERNN",) if index % 3 == 2 else ("FastGRNN", "FastRNN")
+    spec = fit_costmodel.random_spec(rng, cells)
+    profile = "fast" if cells == ("ERNN",) or index % 2 else "precise"
+    f = features(_quantized_sample(spec, index, profile), spec["steps"])
+    assert set(f) - STORED_FEATURES == set(), (spec, profile)

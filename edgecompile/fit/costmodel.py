@@ -103,15 +103,6 @@ TERM_SETS["flash"] += (
      *(f"fastc:{t}" for t in _FASTC_FLASH)))
 TERM_SETS["ram"] += (("one", "hidden", "inputs", "classes", "ranks", "grnn", "bits16", "frame_bytes",
                       "fast", "avr_asm", "asm:hidden", "fastc:hidden"),)
-#: ARMv6-M (the fast C step's column-outer form): straight code with the weights as immediates.
-_M0 = ("straight_macs", "m0_written", "m0_final")
-TERM_SETS["flash"] += ((*_FLASH_BASE, "fast", "ernn", "cols_passes", "ernn_hidden", "rows_sparse",
-                        "smooth_tables", *_M0),)
-_ERNN_STEP = ("one", "macs_dense8", "macs_dense16", "macs_sparse8", "macs_sparse16", "rows_dense", "rows_sparse",
-              "unit_updates", "fc_per_step", "per_step")
-TERM_SETS["cycles"] += ((*_CYCLES_STEP, "per_unit_units", "ernn_units", *_M0, "m0_units", "m0_grnn_units"),
-                        (*_CYCLES_STEP, "per_unit_units", *_M0, "m0_units", "m0_grnn_units",
-                         *(f"ernn:{t}" for t in _ERNN_STEP)))
 #: The micro:bit (ARMv6-M): :func:`m0_features`, the straight code with the weights as immediates.
 _M0_CYCLES = ("one", "m0_first_ops", "m0_first_pass", "m0_first_rows", "m0_first_l8", "m0_first_l16",
               "m0_first_iters", "m0_final_ops", "m0_fsums", "m0_final_l8", "m0_final_l16", "m0_final_rows",
@@ -201,6 +192,8 @@ AVR_BLOCK = 32
 #: The AVR kernel's rank up to which a final factor's mids stay in registers (int8, or both
 #: factors of a fast-profile step with both ranks up to it); its column-outer groups of units.
 AVR_REG_RANK, AVR_GROUP = 5, 5
+#: Vector lengths up to which the AVR fast low-rank step's column routine counts in one byte.
+AVR_COUNT8 = 255
 
 
 def _ceil(a: int, b: int) -> int:
@@ -215,7 +208,7 @@ def avr_routines(qm: QuantizedModel, steps: int) -> dict[str, float]:
     ``macs_fcol16`` its multiply-accumulates at each bit width), ``macs_regs``
     multiply-accumulates against activations held in registers (low-rank final factors;
     ``macs_regs16`` those of int16 weights);
-    ``fc_calls_per_step``, ``fc_vsum_per_step``: the classifier's, once per sequence, whose
+    ``fc_vsum_per_step``: the classifier's ``avr_vsum`` (once per sequence) per step, whose
     multiply-accumulates per step are ``fc_fcol_per_step`` through the column-outer routines or
     ``fc_orows_per_step`` through the row routine; ``avr_other``: the fast assembly step of
     another shape (ranks past 5, or one matrix low rank), on the row routines. For flash:
@@ -228,7 +221,8 @@ def avr_routines(qm: QuantizedModel, steps: int) -> dict[str, float]:
                          "macs_fcol8", "macs_fcol16"), 0.0)
     asm = qm.profile == "fast" and avr_fast_step(qm)
     wr, ur = (m.factors[0].shape[1] if m.low_rank else 0 for m in (qm.W, qm.U))
-    fast_lr = asm and qm.W.low_rank and qm.U.low_rank and max(wr, ur) <= AVR_REG_RANK
+    fast_lr = (asm and qm.W.low_rank and qm.U.low_rank and max(wr, ur) <= AVR_REG_RANK
+               and max(D, H) <= AVR_COUNT8)
     fast_fr = asm and not qm.W.low_rank and not qm.U.low_rank
     out.update(avr_lr=float(fast_lr), avr_fr=float(fast_fr), avr_other=float(asm and not (fast_lr or fast_fr)))
     # the column-outer routines' group sizes (one routine each)
@@ -264,9 +258,9 @@ def avr_routines(qm: QuantizedModel, steps: int) -> dict[str, float]:
                     out["macs_regs"] += runs * fac.values.size
                 else:
                     out["avr_vsum"] += calls * rows_in
-    fc_dense = not qm.FC.sparse
-    out.update(fc_calls_per_step=float(fc_dense) / max(steps, 1),
-               fc_vsum_per_step=fc_dense * H / max(steps, 1))
+    # the low-rank step's column routine sums its vector's term itself, once per group of classes
+    vsums = _ceil(C, AVR_GROUP) if fast_lr and fc_cols else 1
+    out["fc_vsum_per_step"] = (not qm.FC.sparse) * vsums * H / max(steps, 1)
     return out
 
 
@@ -298,11 +292,9 @@ def features(qm: QuantizedModel, steps: int) -> dict[str, float]:
     f: dict[str, float] = dict.fromkeys(
         ("weight_bytes_dense", "weight_bytes_sparse", "index_bytes", "rows_dense", "rows_sparse",
          "rows_first", "factors_dense", "factors_sparse", "macs_dense8", "macs_dense16",
-         "macs_sparse8", "macs_sparse16", "tail_macs", "macs_cols_first", "macs_cols_final",
-         "rows_cols_first", "fc_cols_per_step", "cols_passes", "macs_cols_final_spilled",
-         "macs_cols_first_looped", "straight_macs", "cols_final_rank", "m0_written", "m0_final",
-         "dot_rows_short", "dot_macs_short", "dot_rows_long", "dot_macs_long", "dot_tail_long",
-         "sparse_nnz_first", "sparse_nnz_other"), 0.0)
+         "macs_sparse8", "macs_sparse16", "macs_cols_first", "macs_cols_final", "rows_cols_first",
+         "fc_cols_per_step", "cols_passes", "macs_cols_final_spilled", "macs_cols_first_looped",
+         "cols_final_rank", *_DOT_ROWS, "sparse_nnz_first", "sparse_nnz_other"), 0.0)
     # the fast step of FastGRNN/FastRNN in column-outer form (low-rank first factors and the
     # classifier; final factors of rank <= COLS_MAX_RANK against their mids in locals)
     cols = qm.profile == "fast" and qm.cell != "ERNN"
@@ -324,16 +316,8 @@ def features(qm: QuantizedModel, steps: int) -> dict[str, float]:
                 f["rows_dense"] += runs * out
                 f["factors_dense"] += 1
                 f[f"macs_dense{qm.bits}"] += runs * fac.values.size
-                f["tail_macs"] += runs * out * (rows_in % 4)
-                # the same factor as rows of dot products (the row-by-row steps: precise, ERNN's),
-                # short rows written out by the compiler, longer ones a loop and a tail
-                if rows_in <= M0_SHORT_ROW:
-                    f["dot_rows_short"] += runs * out
-                    f["dot_macs_short"] += runs * fac.values.size
-                else:
-                    f["dot_rows_long"] += runs * out
-                    f["dot_macs_long"] += runs * fac.values.size
-                    f["dot_tail_long"] += runs * out * (rows_in % COLS_UNROLL)
+                # the same factor as rows of dot products (the row-by-row steps: precise, ERNN's)
+                _add_dot_rows(f, _DOT_ROWS, rows_in, out, runs)
                 if cols and mat.low_rank:  # column-outer first factor, or final one against locals
                     if i == 0:
                         f["macs_cols_first"] += fac.values.size
@@ -341,13 +325,8 @@ def features(qm: QuantizedModel, steps: int) -> dict[str, float]:
                         f["cols_passes"] += rows_in * -(-out // COLS_GROUP)
                         if rows_in > COLS_STRAIGHT:  # a loop over the activations, not straight code
                             f["macs_cols_first_looped"] += fac.values.size
-                        else:
-                            f["straight_macs"] += fac.values.size
                     elif rows_in <= COLS_MAX_RANK:
                         f["macs_cols_final"] += fac.values.size
-                        if fac.values.size <= M0_WRITTEN:  # ARMv6-M: written out, weights as immediates
-                            f["m0_written"] += fac.values.size
-                            f["m0_final"] = 1.0 if mat is qm.U else f["m0_final"]
                         f["cols_final_rank"] += rows_in  # the unit loop's body: one MAC per mid
                         if rows_in > COLS_GROUP:  # more mids than registers
                             f["macs_cols_final_spilled"] += fac.values.size
@@ -360,8 +339,6 @@ def features(qm: QuantizedModel, steps: int) -> dict[str, float]:
         f["weight_bytes_dense"] += fc.values.size * wbytes
         if cols:
             f["fc_cols_per_step"] = fc.values.size / max(steps, 1)
-            if fc.shape[0] <= COLS_STRAIGHT:
-                f["straight_macs"] += fc.values.size
     H, D, C = qm.hidden_dim, qm.input_dim, qm.num_classes
     grnn = 1.0 if qm.cell == "FastGRNN" else 0.0
     fast = 1.0 if qm.profile == "fast" else 0.0
@@ -371,7 +348,7 @@ def features(qm: QuantizedModel, steps: int) -> dict[str, float]:
     asm = 1.0 if fast and avr_fast_step(qm) else 0.0
     ranks = sum(m.factors[0].shape[1] for m in (qm.W, qm.U) if m.low_rank)
     f.update(one=1.0, hidden=H, inputs=D, classes=C, ranks=ranks, grnn=grnn,
-             ernn=1.0 if qm.cell == "ERNN" else 0.0, inner_steps=K, fast=fast, precise=1.0 - fast,
+             ernn=1.0 if qm.cell == "ERNN" else 0.0, fast=fast, precise=1.0 - fast,
              ernn_units=H * K if qm.cell == "ERNN" else 0.0, ernn_hidden=H if qm.cell == "ERNN" else 0.0,
              macs_sparse=f["macs_sparse8"] + f["macs_sparse16"],
              macs_fast=fast * sum(f[k] for k in ("macs_dense8", "macs_dense16", "macs_sparse8", "macs_sparse16")),
@@ -379,9 +356,7 @@ def features(qm: QuantizedModel, steps: int) -> dict[str, float]:
              bits16=1.0 if qm.bits == 16 else 0.0, grnn_hidden=grnn * H,
              factors=f["factors_dense"] + f["factors_sparse"],
              unit_updates=H * K, fast_units=fast * H * K, per_unit_units=per_unit * H * K,
-             nl_smooth=smooth * H * K, nl_smooth_fast=fast * smooth * H * K,
-             copy_units=0.0 if qm.U.low_rank else H * K, **avr_routines(qm, steps),
-             m0_units=f["m0_final"] * H, m0_grnn_units=f["m0_final"] * grnn * H,
+             nl_smooth=smooth * H * K, copy_units=0.0 if qm.U.low_rank else H * K, **avr_routines(qm, steps),
              fc_per_step=(H * C) / max(steps, 1), per_step=1.0 / max(steps, 1))
     f.update(m0_features(qm, steps))
     return f
@@ -395,6 +370,26 @@ M0_GROUP, M0_GROUP_LOOPED, COLS_UNROLL = 6, 3, 4
 #: Inputs up to which the ARMv6-M compiler writes a dense row's dot product out in full (past it,
 #: a loop of four products a turn and a tail).
 M0_SHORT_ROW = 8
+#: The names :func:`_add_dot_rows` counts into: the row-by-row steps' dot products
+#: (:func:`features`), and the ARMv6-M fast step's rows other than a full U's (:func:`m0_features`).
+_DOT_ROWS = ("dot_rows_short", "dot_macs_short", "dot_rows_long", "dot_macs_long", "dot_tail_long")
+_M0_DOT_ROWS = ("m0_rs_rows", "m0_rs_macs", "m0_rl_rows", "m0_rl_macs", "m0_rl_tail")
+
+
+def _add_dot_rows(f: dict[str, float], names: tuple[str, str, str, str, str], rows_in: int, rows: int,
+                  runs: int = 1) -> None:
+    """Add ``runs`` times a dense factor's ``rows`` dot products of ``rows_in`` inputs to ``f`` under
+    ``names`` (short rows, their multiply-accumulates; long rows, theirs, their tail): rows of up to
+    M0_SHORT_ROW inputs the compiler writes out in full, longer ones a loop of COLS_UNROLL products
+    a turn and a tail of the rest."""
+    rows_short, macs_short, rows_long, macs_long, tail_long = names
+    if rows_in <= M0_SHORT_ROW:
+        f[rows_short] += runs * rows
+        f[macs_short] += runs * rows_in * rows
+    else:
+        f[rows_long] += runs * rows
+        f[macs_long] += runs * rows_in * rows
+        f[tail_long] += runs * rows * (rows_in % COLS_UNROLL)
 
 
 def straight_ops(values: np.ndarray) -> float:
@@ -411,21 +406,21 @@ def straight_ops(values: np.ndarray) -> float:
 def m0_features(qm: QuantizedModel, steps: int) -> dict[str, float]:
     """The ARMv6-M fast step's forms for ``qm`` (``templates/library/kernels/_c_step_fast.j2``,
     the column-outer step of FastGRNN/FastRNN; all 0 for another model). Per time step:
-    ``m0_first_w`` / ``m0_final_w`` multiply-accumulates written out as straight code with each
-    weight an immediate (low-rank first factors of up to COLS_STRAIGHT inputs; final factors of
-    rank <= COLS_MAX_RANK and at most M0_WRITTEN weights), ``m0_first_ops`` / ``m0_final_ops``
-    their instructions (:func:`straight_ops`: they depend on the weights' values),
-    ``m0_first_pass`` the straight passes over the activations (one per input and group of
-    M0_GROUP rows), ``m0_first_rows`` the mids; ``m0_first_l`` (``m0_first_l8``, ``m0_first_l16``
-    by weight width) those of first factors read in a loop (``m0_first_iters`` its turns of
-    COLS_UNROLL columns), ``m0_final_l`` (``m0_final_l8``, ``m0_final_l16``) those of final factors
-    summed in a loop over the units against the mids (``m0_final_rows`` its rows), ``m0_rows``
-    the rows other dense factors sum by a dot product (``m0_row_macs`` theirs): a full U's inside
-    the unit loop (``m0_u_rows``, ``m0_u_macs``, ``m0_u_tail``), the others' split into rows of
-    up to M0_SHORT_ROW inputs, ``m0_rs_rows``/``m0_rs_macs``, and longer ones, ``m0_rl_rows``/
-    ``m0_rl_macs``/``m0_rl_tail``; sparse factors by role (``m0_snnz_first``, ``_final``,
-    ``_full``: non-zeros, ``m0_srows_*``: rows; ``m0_snnz16`` the int16 ones); ``m0f_units`` the
-    units whose sum U's written-out pass shifts, saturates and adds the biases to, ``m0a_units``
+    ``m0_first_ops`` / ``m0_final_ops`` the instructions of the multiply-accumulates written out
+    as straight code with each weight an immediate (low-rank first factors of up to COLS_STRAIGHT
+    inputs; final factors of rank <= COLS_MAX_RANK and at most M0_WRITTEN weights;
+    :func:`straight_ops`: they depend on the weights' values), ``m0_first_pass`` the straight
+    passes over the activations (one per input and group of M0_GROUP rows), ``m0_first_rows`` the
+    mids; ``m0_first_l8``, ``m0_first_l16`` (by weight width) the multiply-accumulates of first
+    factors read in a loop (``m0_first_iters`` its turns of COLS_UNROLL columns), ``m0_final_l8``,
+    ``m0_final_l16`` those of final factors summed in a loop over the units against the mids
+    (``m0_final_rows`` its rows), ``m0_rows`` the rows other dense factors sum by a dot product: a
+    full U's inside the unit loop (``m0_u_rows``, ``m0_u_macs``, ``m0_u_tail``), the others' split
+    as the row-by-row steps' (:func:`_add_dot_rows`) into rows of up to M0_SHORT_ROW inputs,
+    ``m0_rs_rows``/``m0_rs_macs``, and longer ones, ``m0_rl_rows``/``m0_rl_macs``/``m0_rl_tail``;
+    sparse factors by role (``m0_snnz_first``, ``_final``, ``_full``: non-zeros, ``m0_srows_*``:
+    rows; ``m0_snnz16`` the int16 ones); ``m0f_units`` the units whose sum U's written-out pass
+    shifts, saturates and adds the biases to, ``m0a_units``
     those updated in Thumb-1 assembly, ``m0c_units`` the others (``m0c_grnn``: of a FastGRNN,
     ``m0c_smooth``: their table nonlinearities), ``m0_copy`` the state copies of a full U, and
     the classifier per step (``m0_fc_blocks_ps``, ``m0_fc_iters_ps``; sparse: ``m0_fc_snnz_ps``,
@@ -433,11 +428,10 @@ def m0_features(qm: QuantizedModel, steps: int) -> dict[str, float]:
     in a loop body (the classifier's included), ``m0_written_bytes`` the weights of the
     written-out factors, ``m0_fsums`` the written-out final rows (one store each) and
     ``m0_fc_blocks`` the classifier's blocks."""
-    keys = ("m0_first_w", "m0_final_w", "m0_first_l", "m0_first_iters", "m0_final_l", "m0_final_rows",
-            "m0_rows", "m0_row_macs", "m0f_units", "m0a_units", "m0c_units", "m0_code_w", "m0_code_l",
-            "m0_written_bytes", "m0_fsums", "m0_fc_blocks", "m0_w16", "m0_first_ops", "m0_final_ops",
+    keys = ("m0_first_iters", "m0_final_rows", "m0_rows", "m0f_units", "m0a_units", "m0c_units", "m0_code_w",
+            "m0_code_l", "m0_written_bytes", "m0_fsums", "m0_fc_blocks", "m0_first_ops", "m0_final_ops",
             "m0_first_pass", "m0_first_rows", "m0_first_l8", "m0_first_l16", "m0_final_l8", "m0_final_l16",
-            "m0_rs_rows", "m0_rs_macs", "m0_rl_rows", "m0_rl_macs", "m0_rl_tail", "m0_snnz_first",
+            *_M0_DOT_ROWS, "m0_snnz_first",
             "m0_snnz_final", "m0_snnz_full", "m0_srows_first", "m0_srows_final", "m0_srows_full",
             "m0_snnz16", "m0c_grnn", "m0c_smooth", "m0_copy", "m0_per_step", "m0_fc_blocks_ps",
             "m0_fc_iters_ps", "m0_fc_snnz_ps", "m0_fc_srows_ps", "m0_u_rows", "m0_u_macs", "m0_u_tail")
@@ -458,42 +452,32 @@ def m0_features(qm: QuantizedModel, steps: int) -> dict[str, float]:
             if role == "first":
                 f["m0_first_rows"] += out
                 if n <= COLS_STRAIGHT:
-                    f["m0_first_w"] += n * out
                     f["m0_code_w"] += n * out
                     f["m0_first_ops"] += straight_ops(fac.values)
                     f["m0_first_pass"] += n * _ceil(out, M0_GROUP)
                 else:
                     blocks = _ceil(out, M0_GROUP_LOOPED)
-                    f["m0_first_l"] += n * out
                     f[f"m0_first_l{qm.bits}"] += n * out
                     f["m0_first_iters"] += blocks * (n // COLS_UNROLL)
                     f["m0_code_l"] += out * (COLS_UNROLL + n % COLS_UNROLL)
             elif role == "final" and n <= COLS_MAX_RANK:
                 if H * n <= M0_WRITTEN:
-                    f["m0_final_w"] += H * n
                     f["m0_code_w"] += H * n
                     f["m0_final_ops"] += straight_ops(fac.values)
                     f["m0_written_bytes"] += H * n * wbytes
                     f["m0_fsums"] += H
                 else:
-                    f["m0_final_l"] += H * n
                     f[f"m0_final_l{qm.bits}"] += H * n
                     f["m0_final_rows"] += H
                     f["m0_code_l"] += n
             else:
                 f["m0_rows"] += out
-                f["m0_row_macs"] += n * out
                 if mat is qm.U:  # summed inside the unit loop
                     f["m0_u_rows"] += out
                     f["m0_u_macs"] += n * out
                     f["m0_u_tail"] += out * (n % COLS_UNROLL)
-                elif n <= M0_SHORT_ROW:
-                    f["m0_rs_rows"] += out
-                    f["m0_rs_macs"] += n * out
                 else:
-                    f["m0_rl_rows"] += out
-                    f["m0_rl_macs"] += n * out
-                    f["m0_rl_tail"] += out * (n % COLS_UNROLL)
+                    _add_dot_rows(f, _M0_DOT_ROWS, n, out)
     U = qm.U
     m0f = U.low_rank and not U.factors[1].sparse and U.factors[1].shape[0] <= COLS_MAX_RANK \
         and H * U.factors[1].shape[0] <= M0_WRITTEN
@@ -520,7 +504,6 @@ def m0_features(qm: QuantizedModel, steps: int) -> dict[str, float]:
         f["m0_code_l"] += C * (COLS_UNROLL + H % COLS_UNROLL)
         f["m0_fc_blocks_ps"] = f["m0_fc_blocks"] * per_step
         f["m0_fc_iters_ps"] = f["m0_fc_blocks"] * (H // COLS_UNROLL) * per_step
-    f["m0_w16"] = (f["m0_first_w"] + f["m0_final_w"]) * (qm.bits == 16)
     return f
 
 
