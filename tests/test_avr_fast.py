@@ -32,7 +32,7 @@ from .test_avr_matrix import build_image, flash_constants_end, mismatches, need,
 from .test_avr_routines import MCU, Lib, _arr, build_and_run
 
 NLS = ("sigmoid", "tanh", "quantSigm", "quantTanh", "quantSigm4", "relu")
-GATES = NLS[:5]  # a relu gate keeps the shared C step
+GATES = NLS
 
 
 def fast_q(bits: int, **kw: Any) -> QuantizedModel:
@@ -262,9 +262,9 @@ def test_lowrank_sums_in_simavr(tmp_path):
 
 
 def fast_models() -> list[tuple[str, QuantizedModel]]:
-    """Fast FastGRNN / FastRNN models the AVR step takes: every gate with a table and a quantised
-    update, every update, int8 / int16, dense (one and two row blocks, in place and not), low rank
-    (ranks 1..8), and per-unit models drawn with shifts from -9 to 24."""
+    """Fast FastGRNN / FastRNN models the AVR step takes: every gate (a relu gate included) and
+    every update, int8 / int16, dense (one and two row blocks, in place and not), low rank (ranks
+    1..8), sparse, and per-unit models drawn with shifts from -9 to 24."""
     out: list[tuple[str, QuantizedModel]] = []
     shapes = [dict(D=5, H=8, C=3), dict(D=5, H=8, C=3, wrank=3, urank=4), dict(D=6, H=40, C=3, wrank=2, urank=8),
               dict(D=4, H=37, C=2), dict(D=7, H=12, C=4, wrank=1, urank=5)]
@@ -279,6 +279,13 @@ def fast_models() -> list[tuple[str, QuantizedModel]]:
     out.append(("l0", fast_q(8, cell="FastGRNN", D=6, H=40, C=5, wrank=5, urank=2, seed=990)))
     out.append(("l1", fast_q(16, cell="FastGRNN", D=6, H=40, C=10, wrank=3, urank=5, seed=991)))
     out.append(("l2", fast_q(8, cell="FastGRNN", D=16, H=32, C=10, wrank=5, urank=5, seed=992)))
+    # sparse factors (their sums in C, the per-unit updates in the assembly): dense and low rank, every
+    # factor sparse or some, int8 and int16, FastRNN, a relu gate
+    out.append(("s0", fast_q(8, cell="FastGRNN", D=12, H=16, C=2, sparsity=0.8, seed=1010)))
+    out.append(("s1", fast_q(16, cell="FastGRNN", D=12, H=16, C=3, wrank=3, urank=4, sparsity=0.7, seed=1011)))
+    out.append(("s2", fast_q(8, cell="FastRNN", update_nl="tanh", D=9, H=40, C=4, sparsity=0.6, seed=1012)))
+    out.append(("s3", fast_q(8, cell="FastGRNN", gate_nl="relu", update_nl="tanh", D=10, H=24, C=5, wrank=4,
+                             sparsity=0.75, seed=1013)))
     # low rank drawn per unit: the mids' shifts of W1 and U1 over a wide range (both signs)
     lowrank = [(8 + 8 * (k % 2), dict(wrank=1 + k % 5, urank=5 - k % 5, shifts=(-4, 12))) for k in range(8)]
     for k, (bits, kw) in enumerate([(8, dict(shifts=(-9, 24))), (16, dict(wrank=3, urank=6, shifts=(-3, 16))),
@@ -325,15 +332,19 @@ def test_fast_models_in_simavr(part, tmp_path):
 
 
 def test_avr_step_choice():
-    """The AVR kernel takes its own fast step where the assembly applies and the shared C step
-    elsewhere (a relu gate; sparse factors); the precise profile keeps its own step."""
+    """The AVR kernel takes its own fast step for every FastGRNN / FastRNN (every gate, a relu gate
+    included; sparse factors' sums in C) and ERNN (the row routines, its inner updates in C), never
+    the fast profile's shared C step; the precise profile keeps its own step."""
+    from .test_ernn_fixed import ernn_q
+
     dense = fast_q(8, D=4, H=6, C=2, seed=3)
     relu = fast_q(8, D=4, H=6, C=2, seed=3, gate_nl="relu")
     sparse = fast_q(8, D=12, H=16, C=2, seed=4, sparsity=0.8)
     assert any(f.sparse for f in sparse.W.factors + sparse.U.factors)
     src = {k: render_library(qm, "m", backend="avr")["src/m.c"].decode()
-           for k, qm in (("dense", dense), ("relu", relu), ("sparse", sparse))}
-    assert "m_funits(" in src["dense"]
-    assert "m_funits(" not in src["relu"] and "m_funits(" not in src["sparse"]
+           for k, qm in (("dense", dense), ("relu", relu), ("sparse", sparse), ("ernn", ernn_q(8, seed=1)))}
+    assert all("m_funits(" in src[k] for k in ("dense", "relu", "sparse"))
+    assert "m_estep_o(" in src["ernn"] and "m_orows(" in src["ernn"]
+    assert all("Fast kernel (AVR)" in v for v in src.values())  # not the shared C step
     precise = dataclasses.replace(dense, profile="precise")
     assert "m_funits(" not in render_library(precise, "m", backend="avr")["src/m.c"].decode()

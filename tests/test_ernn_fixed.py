@@ -469,6 +469,8 @@ DEVICE_CASES: dict[str, dict[str, Any]] = {
     "e_th_k3_sp_i8": dict(bits=8, K=3, nl="tanh", D=5, H=10, sparsity=0.6),
     "e_sg_k1_lr_i8": dict(bits=8, K=1, nl="sigmoid", D=2, H=5, wrank=1, urank=2),
     "e_q4_k3_i8": dict(bits=8, K=3, nl="quantSigm4", D=3, H=6, alpha=0.0),
+    "e_qt_k2_b2_i8": dict(bits=8, K=2, nl="quantTanh", D=6, H=40, urank=5),  # two row blocks on AVR
+    "e_qs_k2_sp_lr_i16": dict(bits=16, K=2, nl="quantSigm", D=6, H=12, wrank=3, urank=4, sparsity=0.6),
 }
 
 

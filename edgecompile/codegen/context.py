@@ -245,12 +245,11 @@ def build_context(qm: QuantizedModel, name: str) -> dict[str, Any]:
 
 
 def avr_fast_step(qm: QuantizedModel) -> bool:
-    """The AVR kernel has its own assembly step for this model in the fast profile: FastGRNN with
-    any gate but relu, or FastRNN, with dense (not sparse) factors and a residual shift in
-    [-15, 30]; other models run the fast profile's shared C step there."""
-    factors = [*qm.W.factors, *qm.U.factors]
-    return (qm.cell in ("FastGRNN", "FastRNN") and not (qm.cell == "FastGRNN" and qm.gate_nl == "relu")
-            and -15 <= qm.residual_shift <= 30 and not any(f.sparse for f in factors))
+    """The AVR kernel has its own step for this model in the fast profile: FastGRNN (any gate) or
+    FastRNN with a residual shift in [-15, 30] (sparse factors' sums in C, every per-unit update
+    in assembly), and ERNN (its products through the assembly row routines, its inner updates in
+    C); other models run the fast profile's shared C step there."""
+    return qm.cell == "ERNN" or (qm.cell in ("FastGRNN", "FastRNN") and -15 <= qm.residual_shift <= 30)
 
 
 def _ernn_context(qm: QuantizedModel) -> dict[str, Any] | None:

@@ -133,22 +133,23 @@ def _m0_cycles(ernn_sparse: tuple[str, ...], precise_sparse: tuple[str, ...]) ->
             *(f"prec:{t}" for t in (*_ROWS, *_PRECISE_UNITS, *precise_sparse)))
 
 
-#: The Uno's three steps each with terms of their own only (so that every coefficient is a
-#: non-negative cost of its step); the shared C step's sparse products at either width pooled
-#: (few ERNN builds have them).
+#: The Uno's steps each with terms of their own only (so that every coefficient is a non-negative
+#: cost of its step): the precise one, the fast assembly one (``asm``; ``asmo`` where it runs on
+#: the row routines), whose sparse products (C dot products, either width pooled) and ERNN's
+#: inner updates (in C) have terms of their own. No fast model takes the shared C step there.
 _AVR_PRECISE = ("one", "macs_dense8", "macs_dense16", "macs_sparse8", "macs_sparse16", "rows_first", "rows_dense",
                 "rows_sparse", "unit_updates", "per_unit_units", "grnn_hidden", "copy_units", "nl_smooth",
                 "fc_per_step", "per_step", "avr_calls", "avr_vsum", "macs_regs", "fc_vsum_per_step")
 _AVR_ASM = ("one", "unit_updates", "grnn_hidden", "nl_smooth", "avr_calls", "avr_vsum", "avr_cols", "macs_regs",
             "macs_regs16", "macs_fcol8", "macs_fcol16", "avr_lr", "avr_fr", "rows_first", "copy_units",
             "fc_fcol_per_step", "fc_orows_per_step", "per_step")
-_AVR_ASM_ROWS = ("macs_dense8", "macs_dense16", "rows_dense", "macs_regs")
+_AVR_ASM_ROWS = ("macs_dense8", "macs_dense16", "rows_dense", "macs_regs", "macs_sparse", "rows_sparse",
+                 "ernn_units")
 _AVR_SPLIT = (*(f"prec:{t}" for t in _AVR_PRECISE), *(f"asm:{t}" for t in _AVR_ASM),
-              *(f"asmo:{t}" for t in _AVR_ASM_ROWS),
-              *(f"fastc:{t}" for t in _FASTC_CYCLES if not t.startswith("macs_sparse")), "fastc:macs_sparse")
+              *(f"asmo:{t}" for t in _AVR_ASM_ROWS))
 #: Sets only one board's fit chooses from besides TERM_SETS (its code has forms the others lack).
 BOARD_TERM_SETS: dict[str, dict[str, tuple[tuple[str, ...], ...]]] = {
-    "uno": {"cycles": (_AVR_SPLIT, (*_AVR_SPLIT, *(f"fastc:{t}" for t in ("grnn_hidden", "nl_smooth"))))},
+    "uno": {"cycles": (_AVR_SPLIT, (*_AVR_SPLIT, *(f"asmo:{t}" for t in ("ernn_hidden", "nl_smooth"))))},
     "microbit": {"cycles": tuple(_m0_cycles(e, _SPARSE_BITS) for e in (_SPARSE_POOLED, _SPARSE_SPLIT)),
                  "flash": (_M0_FLASH, (*_M0_FLASH, *(f"prec:{t}" for t in ("grnn", "smooth_tables", "bits16",
                                                                             "factors_dense", "factors_sparse",
@@ -211,7 +212,7 @@ def avr_routines(qm: QuantizedModel, steps: int) -> dict[str, float]:
     ``fc_vsum_per_step``: the classifier's ``avr_vsum`` (once per sequence) per step, whose
     multiply-accumulates per step are ``fc_fcol_per_step`` through the column-outer routines or
     ``fc_orows_per_step`` through the row routine; ``avr_other``: the fast assembly step of
-    another shape (ranks past 5, or one matrix low rank), on the row routines. For flash:
+    another shape (ranks past 5, one matrix low rank, sparse factors, an ERNN), on the row routines. For flash:
     ``avr_lr`` and ``avr_fr`` (the fast assembly step's forms for two ranks up to 5 and for two
     full matrices) and ``avr_unrolled``, the products written out in the unrolled routines."""
     H, D = qm.hidden_dim, qm.input_dim
@@ -221,9 +222,11 @@ def avr_routines(qm: QuantizedModel, steps: int) -> dict[str, float]:
                          "macs_fcol8", "macs_fcol16"), 0.0)
     asm = qm.profile == "fast" and avr_fast_step(qm)
     wr, ur = (m.factors[0].shape[1] if m.low_rank else 0 for m in (qm.W, qm.U))
-    fast_lr = (asm and qm.W.low_rank and qm.U.low_rank and max(wr, ur) <= AVR_REG_RANK
+    # both forms take dense FastGRNN/FastRNN matrices only (an ERNN or a sparse factor: the row routines)
+    dense = qm.cell != "ERNN" and not any(f.sparse for f in (*qm.W.factors, *qm.U.factors))
+    fast_lr = (asm and dense and qm.W.low_rank and qm.U.low_rank and max(wr, ur) <= AVR_REG_RANK
                and max(D, H) <= AVR_COUNT8)
-    fast_fr = asm and not qm.W.low_rank and not qm.U.low_rank
+    fast_fr = asm and dense and not qm.W.low_rank and not qm.U.low_rank
     out.update(avr_lr=float(fast_lr), avr_fr=float(fast_fr), avr_other=float(asm and not (fast_lr or fast_fr)))
     # the column-outer routines' group sizes (one routine each)
     gset = {g for cnt in ((wr, ur) if fast_lr else (blk, H % blk) if fast_fr else ()) if cnt
@@ -243,7 +246,7 @@ def avr_routines(qm: QuantizedModel, steps: int) -> dict[str, float]:
         groups = sum(_ceil(min(blk, H - b0), AVR_GROUP) for b0 in range(0, H, blk))
         out.update(avr_calls=groups, avr_vsum=D + H, avr_cols=groups * (D + H), avr_unrolled=sum(gset))
         out[f"macs_fcol{qm.bits}"] = (D + H) * H
-    elif qm.cell != "ERNN" or qm.profile != "fast":
+    else:
         out["avr_unrolled"] = sum({m.factors[1].shape[0] for m in (qm.W, qm.U)
                                    if m.low_rank and qm.bits == 8 and not m.factors[1].sparse
                                    and m.factors[1].shape[0] <= AVR_REG_RANK})

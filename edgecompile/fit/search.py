@@ -136,16 +136,6 @@ def _store(trials: Path, key: str, record: dict[str, Any], ckpt: bytes | None) -
 
 # ---------------------------------------------------------------------------- costs and choice
 
-def export_profile(board: BoardProfile, cell: str) -> str:
-    """What ``export`` (its default ``--profile auto``) does for a ``cell`` checkpoint on
-    ``board``, as a trial's profile request: ``auto`` (fast, unless the calibration data shows it
-    changing an argmax; a fast-only cell: fast), or on AVR ``auto-avr``: the same, then precise
-    for a model the AVR kernel has no fast-profile assembly for
-    (``pipeline.export.quantize_for_backend``)."""
-    del cell  # every cell follows the same rule; a fast-only one never falls back
-    return "auto-avr" if board.kernel_backend == "avr" else "auto"
-
-
 def add_costs(rec: dict[str, Any], cost: BoardCostModel, limits: Limits) -> dict[str, Any]:
     rec = dict(rec)
     rec.setdefault("inner_steps", 0)
@@ -235,8 +225,8 @@ def search(client: Any, out_dir: Path, space: Space, data: TrialData, digest: st
            trials: int, epochs: int, cost: BoardCostModel, limits: Limits,
            progress: ProgressFn | None = None) -> Outcome:
     """Run ``trials`` candidates in batches on ``client`` (cached ones skipped), each quantized
-    in the profile ``export`` takes for its cell on the board (:func:`export_profile`); see the
-    module doc."""
+    as ``export`` does by default (``--profile auto``: fast, unless the calibration data shows it
+    changing an argmax that precise gets right); see the module doc."""
     from dask.distributed import as_completed
 
     store = out_dir / "trials"
@@ -257,7 +247,7 @@ def search(client: Any, out_dir: Path, space: Space, data: TrialData, digest: st
         proposed += new
         todo = []
         for c in new:
-            keys[c] = trial_key(c, digest, seed, epochs, export_profile(limits.board, c.cell))
+            keys[c] = trial_key(c, digest, seed, epochs, "auto")
             rec = _load_cached(store, keys[c])
             if rec is not None:
                 records[c] = add_costs(rec, cost, limits)
@@ -270,7 +260,7 @@ def search(client: Any, out_dir: Path, space: Space, data: TrialData, digest: st
             continue
         if scattered is None:
             scattered = client.scatter(data, broadcast=True)
-        futures = {client.submit(run_trial, c, scattered, epochs, seed, export_profile(limits.board, c.cell),
+        futures = {client.submit(run_trial, c, scattered, epochs, seed, "auto",
                                  key=f"fit-{keys[c]}", pure=False): c
                    for c in todo}
         try:

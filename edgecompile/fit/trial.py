@@ -33,12 +33,10 @@ class TrialData:
 def run_trial(cand: Candidate, data: TrialData, epochs: int, seed: int,
               profile: str = "precise") -> tuple[dict[str, Any], bytes | None]:
     """Train ``cand`` (seeded from its configuration), quantize it calibrated on the training
-    part in ``profile`` (what ``export`` takes for the board: ``auto``, ``auto-avr``, see
-    ``search.export_profile``, or an explicit profile) and score
+    part in ``profile`` (``auto``, what ``export`` takes by default, or an explicit profile) and score
     the integer simulator on the validation part. Returns (record, checkpoint); the record's
     ``profile`` is the one the quantizer took and its features are those of that model."""
     from edgecompile.frontend.checkpoint import checkpoint_bytes
-    from edgecompile.pipeline.export import quantize_for_backend
     from edgecompile.quant.quantizer import quantize
     from edgecompile.sim.simulator import predict_quantized
     from edgecompile.train import TrainConfig, train
@@ -54,10 +52,7 @@ def run_trial(cand: Candidate, data: TrialData, epochs: int, seed: int,
             warnings.simplefilter("ignore")
             cfg.check()
             result = train(data.X_train, data.y_train, cfg, data.lengths_train)
-            if profile == "auto-avr":  # as export does for an AVR board
-                qm, _ = quantize_for_backend(result.model, cand.bits, data.X_train[:CALIB_MAX], "auto", "avr")
-            else:
-                qm = quantize(result.model, bits=cand.bits, calib=data.X_train[:CALIB_MAX], profile=profile)
+            qm = quantize(result.model, bits=cand.bits, calib=data.X_train[:CALIB_MAX], profile=profile)
             with np.errstate(all="ignore"):
                 logits = predict_quantized(qm, data.X_val)
     except (EdgecompileError, FloatingPointError, ValueError) as exc:

@@ -85,12 +85,12 @@ ProgressFn = Callable[[int, int, str], None]
 def _load_model(model: str | os.PathLike[str] | FloatModel | QuantizedModel, bits: int | None,
                 calib: str | os.PathLike[str] | np.ndarray | None, warn: Callable[[str], None] | None,
                 progress: ProgressFn | None = None, layout: Layout | None = None,
-                profile: str | None = None, backend: str | None = None
-                ) -> tuple[QuantizedModel, str, FloatModel | None, str | None]:
-    """(QuantizedModel, default name, float model if known, why auto chose its profile for
-    ``backend``) from a path, a FloatModel or a QuantizedModel."""
+                profile: str | None = None
+                ) -> tuple[QuantizedModel, str, FloatModel | None]:
+    """(QuantizedModel, default name, float model if known) from a path, a FloatModel or a
+    QuantizedModel."""
     from edgecompile.frontend.checkpoint import load_checkpoint
-    from edgecompile.quant.quantizer import CalibrationWarning
+    from edgecompile.quant.quantizer import CalibrationWarning, quantize
 
     stem = "model"
     if isinstance(model, QuantizedModel) or (
@@ -106,7 +106,7 @@ def _load_model(model: str | os.PathLike[str] | FloatModel | QuantizedModel, bit
         from edgecompile.quant.profile import check_fixed_profile
 
         check_fixed_profile(qm, profile, "the quantized model")
-        return qm, stem, None, None
+        return qm, stem, None
     if isinstance(model, FloatModel):
         fm = model if model.sha256 else _with_hash(model)
     else:
@@ -122,34 +122,11 @@ def _load_model(model: str | os.PathLike[str] | FloatModel | QuantizedModel, bit
         check_fits(calib, fm, "calibration data")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", CalibrationWarning)
-        qm, why = quantize_for_backend(fm, 8 if bits is None else int(bits), calib, profile, backend,
-                                       progress)
+        qm = quantize(fm, 8 if bits is None else int(bits), calib, progress=progress, profile=profile)
     for w in caught:
         if warn is not None and issubclass(w.category, CalibrationWarning):
             warn(f"warning: {w.message}")
-    return qm, stem, fm, why
-
-
-def quantize_for_backend(fm: FloatModel, bits: int, calib: np.ndarray | None, profile: str | None,
-                         backend: str | None, progress: ProgressFn | None = None
-                         ) -> tuple[QuantizedModel, str | None]:
-    """Quantize ``fm`` as ``export`` does for a board's kernel ``backend``: ``auto`` takes the
-    precise profile instead of fast where the kernel has no fast step of its own for the model
-    (AVR: sparse factors, a relu gate; see ``codegen.context.avr_fast_step``) and precise runs
-    faster than the shared C step. Returns the model and, when that happened, why."""
-    from edgecompile.codegen.context import avr_fast_step
-    from edgecompile.quant.profile import FAST_ONLY_CELLS, mark_auto
-    from edgecompile.quant.quantizer import quantize
-
-    qm = quantize(fm, bits, calib, progress=progress, profile=profile)
-    if (profile == "auto" and backend == "avr" and qm.profile == "fast" and fm.cell not in FAST_ONLY_CELLS
-            and not avr_fast_step(qm)):
-        why = ("auto: precise, because the avr kernel has no fast-profile assembly for this model "
-               "(sparse factors or a relu gate) and runs precise faster")
-        with warnings.catch_warnings():  # the calibration warnings were given once already
-            warnings.simplefilter("ignore")
-            return mark_auto(quantize(fm, bits, calib, progress=progress, profile="precise"), why), why
-    return qm, None
+    return qm, stem, fm
 
 
 def _with_hash(fm: FloatModel) -> FloatModel:
@@ -480,10 +457,7 @@ def export_project(
         _check_target(out_dir, force)  # refuse early: nothing is computed or written
     if layout is not None and (not isinstance(model, (str, os.PathLike)) or str(model).endswith(".json")):
         raise CodegenError("--layout applies to a checkpoint, not to a quantized or in-memory model")
-    qm, stem, fm, why = _load_model(model, bits, calib, warn, progress, layout, profile,
-                                    get_board(board).kernel_backend)
-    if why is not None and warn is not None:
-        warn(why)
+    qm, stem, fm = _load_model(model, bits, calib, warn, progress, layout, profile)
     if raw_input is not None:
         from edgecompile.sim.rawinput import with_raw_input
 
