@@ -154,13 +154,13 @@ UNROLLED = [0, *range(-13, 32, 3)]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("part", [0, pytest.param(1, marks=pytest.mark.slowest)])
+@pytest.mark.parametrize("part", [0, *(pytest.param(k, marks=pytest.mark.slowest) for k in (1, 2))])
 def test_funits_vectors_in_simavr(part, tmp_path):
     """The per-unit routine in assembly, every nonlinearity pair, bit-exact with the spec (every
-    other library in each part: ``make test`` runs one, ``make test-all`` both)."""
+    third library in each part: ``make test`` runs one, ``make test-all`` all three)."""
     need("avr-gcc")
     need("simavr")
-    libs = routine_libs()[part::2]
+    libs = routine_libs()[part::3]
     for lib in libs:
         src = render_library(lib.qm, lib.name, backend="avr")[f"src/{lib.name}.c"].decode()
         assert f"{lib.name}_funits(" in src
@@ -301,15 +301,15 @@ def fast_models() -> list[tuple[str, QuantizedModel]]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("part", [0, pytest.param(1, marks=pytest.mark.slowest)])
+@pytest.mark.parametrize("part", [0, *(pytest.param(k, marks=pytest.mark.slowest) for k in (1, 2))])
 def test_fast_models_in_simavr(part, tmp_path):
     """Whole fast-profile models through the AVR step, a dozen an image, bit-exact with the
-    simulator in every hidden state and logit (every other model in each part; the shifts the
+    simulator in every hidden state and logit (every third model in each part; the shifts the
     models reach are checked over all of them)."""
     need("avr-gcc")
     need("simavr")
     every = fast_models()
-    models = every[part::2]
+    models = every[part::3]
     mid_shifts: set[int] = set()
     for name, qm in every:
         src = render_library(qm, name, backend="avr")[f"src/{name}.c"].decode()
