@@ -502,7 +502,8 @@ def test_ernn_models_in_simavr(device_models, kernel, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("board", ["microbit", "mps2_an385", "mps2_an386"])
+@pytest.mark.parametrize("board", ["mps2_an385", *(pytest.param(b, marks=pytest.mark.slowest)
+                                                    for b in ("microbit", "mps2_an386"))])
 def test_ernn_models_on_qemu(device_models, board, tmp_path):
     """The same models in one image per Cortex-M kernel: armv6m (micro:bit), armv7m (AN385),
     armv7em with the DSP instructions (AN386), under QEMU, bit-exact in every state and logit."""
