@@ -47,6 +47,7 @@ def fast_models(draw: st.DrawFn):
     return qm
 
 
+@pytest.mark.slowest
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(qm=fast_models(), seed=st.integers(0, 2**31 - 1))
 def test_cols_step_bit_exact_on_every_cortex_backend(qm, seed):

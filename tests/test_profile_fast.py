@@ -108,7 +108,7 @@ def _fast_models() -> list[tuple[str, QuantizedModel]]:
 FAST_MODELS = _fast_models()
 
 
-@pytest.mark.parametrize("kernel,backend", [(k, b) if k == "fast" or b == "native"
+@pytest.mark.parametrize("kernel,backend", [(k, b) if b == "native" or (k, b) == ("fast", "avr")
                                             else pytest.param(k, b, marks=pytest.mark.slowest)
                                             for k in ("fast", "reference") for b in BACKENDS])
 def test_fast_profile_host_c_bit_exact(backend, kernel):
