@@ -258,8 +258,8 @@ def test_standin_binding_reports_no_quantized_model(device):
 
 
 class FlipFrames:
-    """A port wrapper that, once ``armed``, flips one bit in the last byte of every frame read
-    (a CRC byte or data: COBS stays intact, the CRC fails)."""
+    """A port wrapper that, once ``armed``, flips one bit of the CRC of every frame read (the
+    frame decoded and encoded again: COBS stays intact, the CRC fails, whatever its bytes)."""
 
     def __init__(self, port):
         self.port, self.armed, self._held = port, False, bytearray()
@@ -275,12 +275,17 @@ class FlipFrames:
         end = self._held.rfind(0)
         if end < 0:
             return b""
-        out, self._held = bytearray(self._held[:end + 1]), self._held[end + 1:]
-        if self.armed:
-            for i in range(1, len(out)):
-                if out[i] == 0 and out[i - 1] not in (0, 1):
-                    out[i - 1] ^= 0x01 if out[i - 1] != 0x01 else 0x02
-        return bytes(out)
+        out, self._held = bytes(self._held[:end + 1]), self._held[end + 1:]
+        if not self.armed:
+            return out
+        frames = []
+        for raw in out.split(b"\0")[:-1]:
+            if raw:
+                body = bytearray(cobs.decode(raw))
+                body[-1] ^= 0x01
+                raw = cobs.encode(bytes(body))
+            frames.append(raw + b"\0")
+        return b"".join(frames)
 
 
 def test_bit_flips_after_the_handshake_are_named(device):
